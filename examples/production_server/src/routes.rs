@@ -1,0 +1,138 @@
+//! The application's own routes: what a small JSON service looks like before Palisade is added.
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+
+/// The longest sleep `/api/slow` accepts, so one request cannot pin a worker for long.
+pub const MAX_SLOW_MS: u64 = 10_000;
+
+/// One catalogue item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    id: u32,
+    name: &'static str,
+    price_cents: u32,
+}
+
+const ITEMS: [Item; 3] = [
+    Item {
+        id: 1,
+        name: "palisade stake",
+        price_cents: 1_250,
+    },
+    Item {
+        id: 2,
+        name: "gate hinge",
+        price_cents: 3_900,
+    },
+    Item {
+        id: 3,
+        name: "watchtower kit",
+        price_cents: 129_900,
+    },
+];
+
+/// The application's routes (no middleware).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/items", get(list_items))
+        .route("/api/items/{id}", get(get_item))
+        .route("/api/slow", get(slow))
+        .route("/api/flaky", get(flaky))
+        .route("/admin/dependency/fail", post(fail_dependency))
+        .route("/admin/dependency/heal", post(heal_dependency))
+        .route("/admin/status", get(status))
+        .with_state(state)
+}
+
+fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn index() -> &'static str {
+    "Palisade production server. Try /api/items, /api/slow?ms=500, /api/flaky, /admin/status.\n"
+}
+
+async fn list_items() -> Json<&'static [Item]> {
+    Json(&ITEMS)
+}
+
+async fn get_item(Path(id): Path<u32>) -> Response {
+    match ITEMS.iter().find(|item| item.id == id) {
+        Some(item) => Json(item).into_response(),
+        None => problem(StatusCode::NOT_FOUND, format!("no item with id {id}")),
+    }
+}
+
+/// Query of `/api/slow`.
+#[derive(Debug, Deserialize)]
+pub struct SlowQuery {
+    /// How long to work, in milliseconds (default 100, at most [`MAX_SLOW_MS`]).
+    ms: Option<u64>,
+}
+
+async fn slow(Query(query): Query<SlowQuery>) -> Response {
+    let ms = query.ms.unwrap_or(100);
+    if ms > MAX_SLOW_MS {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("ms must be at most {MAX_SLOW_MS}"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Json(json!({ "slept_ms": ms })).into_response()
+}
+
+async fn flaky(State(state): State<AppState>) -> Response {
+    match state.dependency.call().await {
+        Ok(data) => Json(json!({ "data": data })).into_response(),
+        Err(err) => problem(StatusCode::BAD_GATEWAY, err.to_string()),
+    }
+}
+
+async fn fail_dependency(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.dependency.fail();
+    tracing::warn!("dependency marked as failing");
+    Json(json!({ "dependency": "failing" }))
+}
+
+async fn heal_dependency(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.dependency.heal();
+    tracing::info!("dependency healed");
+    Json(json!({ "dependency": "healthy" }))
+}
+
+async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let (calls, failures) = state.dependency.counts();
+    Json(json!({
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "dependency": {
+            "status": if state.dependency.is_failing() { "failing" } else { "healthy" },
+            "calls": calls,
+            "failures": failures,
+        },
+    }))
+}

@@ -1,0 +1,170 @@
+//! `cargo xtask ci`: the README's test command and the whole of CI.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use crate::cmd::{cargo, is_root, on_path, run, workspace_root};
+
+/// System programs the tests call, with the Debian package that provides each and why.
+const SYSTEM_TOOLS: &[(&str, &str, &str)] = &[
+    // (program, Debian package, which tests need it)
+    ("kill", "procps", "the example server's SIGTERM test"),
+];
+
+/// cargo-deny, pinned: installing it builds it from source (about 3.5 minutes on 2 cores).
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+pub fn main(args: &[String]) -> Result<(), String> {
+    let mut deny = true;
+    for arg in args {
+        match arg.as_str() {
+            "--no-deny" => deny = false,
+            other => return Err(format!("ci: unknown option {other:?} (known: --no-deny)")),
+        }
+    }
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+
+    ensure_system_tools()?;
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    timings.push(("fmt", run(fmt)?));
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    timings.push(("clippy", run(clippy)?));
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets", "--locked"]);
+    timings.push(("tests", run(test)?));
+
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc", "--locked"]);
+    timings.push(("doctests", run(doc)?));
+
+    for package in loom_packages()? {
+        // A separate target directory: `--cfg palisade_loom` changes every fingerprint, and sharing the
+        // main one would rebuild the workspace twice per run.
+        let mut loom = cargo();
+        loom.args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            &package,
+            "--test",
+            "loom",
+        ])
+        .env("RUSTFLAGS", "--cfg palisade_loom")
+        .env("CARGO_TARGET_DIR", workspace_root().join("target/loom"))
+        .env("LOOM_MAX_PREEMPTIONS", "3");
+        timings.push(("loom", run(loom)?));
+    }
+
+    if deny {
+        ensure_cargo_deny()?;
+        let mut check = cargo();
+        check.args(["deny", "--locked", "check", "bans", "licenses", "sources"]);
+        timings.push(("cargo-deny", run(check)?));
+    }
+
+    println!("\nci: all checks passed");
+    for (step, took) in timings {
+        println!("  {step:<11} {:>6.1} s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Installs missing system tools with `apt-get` when root; otherwise names the packages.
+fn ensure_system_tools() -> Result<(), String> {
+    let missing: Vec<_> = SYSTEM_TOOLS
+        .iter()
+        .filter(|(program, ..)| !on_path(program))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(_, package, _)| *package).collect();
+    for (program, package, why) in &missing {
+        println!("ci: {program} (Debian package {package}) is missing; needed by {why}");
+    }
+    if !is_root() {
+        return Err(format!(
+            "install the missing packages first: sudo apt-get install -y {}",
+            packages.join(" ")
+        ));
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&packages);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)?;
+    match missing.iter().find(|(program, ..)| !on_path(program)) {
+        Some((program, package, _)) => Err(format!(
+            "{program} still missing after installing {package}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The packages that have a `tests/loom.rs` model-checking suite.
+fn loom_packages() -> Result<Vec<String>, String> {
+    let crates = workspace_root().join("crates");
+    let entries =
+        std::fs::read_dir(&crates).map_err(|e| format!("read {}: {e}", crates.display()))?;
+    let mut packages = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().join("tests/loom.rs").is_file() {
+            packages.push(package_name(&entry.path())?);
+        }
+    }
+    packages.sort();
+    Ok(packages)
+}
+
+fn package_name(dir: &Path) -> Result<String, String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("read {}: {e}", manifest.display()))?;
+    text.lines()
+        .find_map(|line| {
+            let value = line
+                .strip_prefix("name")?
+                .trim_start()
+                .strip_prefix('=')?
+                .trim();
+            Some(value.trim_matches('"').to_owned())
+        })
+        .ok_or_else(|| format!("no package name in {}", manifest.display()))
+}
+
+fn ensure_cargo_deny() -> Result<(), String> {
+    let installed = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    println!("ci: installing cargo-deny {CARGO_DENY_VERSION} (builds from source, a few minutes)");
+    let mut install = cargo();
+    install.args([
+        "install",
+        "--locked",
+        "cargo-deny",
+        "--version",
+        CARGO_DENY_VERSION,
+    ]);
+    run(install).map(|_| ())
+}

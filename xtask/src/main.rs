@@ -1,0 +1,35 @@
+//! `cargo xtask <command>`: the project's chores, in Rust so they run wherever cargo does.
+//!
+//! - `cargo xtask ci`: everything CI checks, in order: system tools the tests need (installed with
+//!   `apt-get` when running as root), `cargo fmt --check`, clippy with `-D warnings`, every test
+//!   and doctest, the `loom` model-checking tests, and `cargo deny`.
+
+mod ci;
+mod cmd;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci [--no-deny]   the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
+  help             this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::main(&args[1..]),
+        Some("help" | "-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
