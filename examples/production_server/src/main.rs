@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Colour for people at a terminal, plain text for log collectors and pipes.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     let addr = std::env::var("PALISADE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
