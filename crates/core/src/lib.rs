@@ -62,7 +62,7 @@ pub mod sync;
 pub use body::ResponseBody;
 pub use config::{ConfigError, EnforcementMode};
 pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
-pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, SourceSnapshot};
+pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
 pub use priority::{ParsePriorityError, Priority};
 pub use rejection::{Rejection, RejectionBuilder, RetryAfter, retry_after_seconds};
 pub use route::{RouteLabel, UNMATCHED_ROUTE};

@@ -121,6 +121,13 @@ impl OverloadState {
         GLOBAL.get_or_init(OverloadState::new)
     }
 
+    /// Model-checking builds (`--cfg palisade_loom`) cannot keep loom atomics in a static: there
+    /// every call returns a fresh state. Loom models create their own states explicitly.
+    #[cfg(palisade_loom)]
+    pub fn global() -> &'static OverloadState {
+        Box::leak(Box::new(OverloadState::new()))
+    }
+
     /// Registers a publisher named `name` (for example `concurrency`). The source starts at level
     /// 0, not overloaded, and stops counting when dropped.
     ///
@@ -208,6 +215,36 @@ impl OverloadState {
     }
 }
 
+/// A precomputed fixed-point reciprocal of a capacity, so that publishing `used / capacity` needs
+/// no division on the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatioScale {
+    /// `LEVEL_MASK / capacity` in 32.32 fixed point; 0 for a zero capacity.
+    factor: u64,
+}
+
+impl RatioScale {
+    /// The scale of `capacity`.
+    pub fn new(capacity: u32) -> Self {
+        let factor = if capacity == 0 {
+            0
+        } else {
+            (u64::from(LEVEL_MASK) << 32) / u64::from(capacity)
+        };
+        Self { factor }
+    }
+
+    #[inline]
+    fn level(self, used: u32) -> u32 {
+        // used <= u32::MAX and factor <= 0xFFFF << 32, so the product fits in u128 and the
+        // shifted result is clamped to the 16-bit level.
+        let level = (u128::from(used) * u128::from(self.factor)) >> 32;
+        #[allow(clippy::cast_possible_truncation)]
+        let level = level.min(u128::from(LEVEL_MASK)) as u32;
+        level
+    }
+}
+
 /// A publisher's handle on its slot in an [`OverloadState`]. Dropping it clears the slot.
 pub struct OverloadSource {
     state: OverloadState,
@@ -227,6 +264,19 @@ impl OverloadSource {
     /// overloaded. One atomic store.
     pub fn publish(&self, level: f64, overloaded: bool) {
         self.state.inner.slots[self.index].store(encode(level, overloaded), Ordering::Release);
+    }
+
+    /// Publishes utilisation as `used` out of the capacity `scale` was made for (clamped to 1)
+    /// and whether the source is overloaded: a multiply and a shift, and no store when nothing
+    /// changed, so a limiter can call it on every request.
+    #[inline]
+    pub fn publish_ratio(&self, used: u32, scale: RatioScale, overloaded: bool) {
+        let word = CLAIMED | scale.level(used) | if overloaded { OVERLOADED } else { 0 };
+        let slot = &self.state.inner.slots[self.index];
+        // An unchanged value is not written: other cores keep their cached copy of the slot.
+        if slot.load(Ordering::Relaxed) != word {
+            slot.store(word, Ordering::Release);
+        }
     }
 
     /// The state this source publishes into.
@@ -288,6 +338,25 @@ mod tests {
         assert!(state.level().abs() < f64::EPSILON);
         a.publish(f64::NAN, false);
         assert!(state.level().abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn ratios_are_published_in_fixed_point() {
+        let state = OverloadState::new();
+        let a = state.register("a").unwrap();
+        let thousand = RatioScale::new(1000);
+        a.publish_ratio(800, thousand, true);
+        assert!((state.level() - 0.8).abs() < 1e-4);
+        assert!(state.is_overloaded());
+        a.publish_ratio(1000, thousand, false);
+        assert!((state.level() - 1.0).abs() < 1e-4);
+        a.publish_ratio(5000, thousand, false);
+        assert!((state.level() - 1.0).abs() < 1e-4, "clamped");
+        a.publish_ratio(u32::MAX, RatioScale::new(1), false);
+        assert!((state.level() - 1.0).abs() < 1e-4, "no overflow");
+        a.publish_ratio(1, RatioScale::new(0), false);
+        assert!(state.level().abs() < f64::EPSILON, "no capacity, no level");
+        assert!(!state.is_overloaded());
     }
 
     #[test]

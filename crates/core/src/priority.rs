@@ -84,6 +84,7 @@ impl Priority {
     }
 
     /// The class assigned to a request by an earlier layer, if any.
+    #[inline]
     pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
         extensions.get::<Self>().copied()
     }

@@ -153,6 +153,19 @@ impl Client {
             .await
     }
 
+    /// `GET url` with one extra request header.
+    ///
+    /// # Panics
+    ///
+    /// On connection errors or an invalid header.
+    pub async fn get_with_header(&self, url: &str, name: &str, value: &str) -> TestResponse {
+        let request = Request::get(url)
+            .header(name, value)
+            .body(Full::default())
+            .expect("request");
+        self.send(request).await
+    }
+
     /// `POST url` with an empty body.
     ///
     /// # Panics
@@ -170,6 +183,22 @@ impl Client {
     /// On connection errors.
     pub async fn send(&self, request: Request<Full<Bytes>>) -> TestResponse {
         self.try_send(request).await.expect("HTTP request failed")
+    }
+
+    /// Sends `request` and returns as soon as the response head arrives, with the body still
+    /// streaming: for tests of what happens while a body is open.
+    ///
+    /// # Panics
+    ///
+    /// On connection errors.
+    pub async fn send_streaming(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> http::Response<hyper::body::Incoming> {
+        self.inner
+            .request(request)
+            .await
+            .expect("HTTP request failed")
     }
 
     /// Sends `request` and reads the whole response, returning transport errors.
