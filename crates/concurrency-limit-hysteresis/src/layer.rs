@@ -1,0 +1,170 @@
+//! [`ConcurrencyLimitLayer`] and its builder.
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use http::StatusCode;
+use palisade_core::{ConfigError, EnforcementMode, OverloadState, Rejection, RetryAfter};
+use tower_layer::Layer;
+
+use crate::{
+    config::{ConcurrencyLimitConfig, Watermark},
+    limiter::{Limiter, LimiterHandle, LimiterSettings},
+    metrics::Kind,
+    service::ConcurrencyLimit,
+};
+
+/// Limits requests in flight with high/low water marks; see the [crate docs](crate).
+///
+/// The limiter's state is created once, here: every service this layer produces, on every route
+/// and connection, shares it. Cloning the layer shares it too.
+#[derive(Clone)]
+pub struct ConcurrencyLimitLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) rejection: Rejection,
+}
+
+impl std::fmt::Debug for ConcurrencyLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConcurrencyLimitLayer")
+            .field(&self.handle())
+            .finish()
+    }
+}
+
+impl ConcurrencyLimitLayer {
+    /// A limiter with `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the configuration is invalid (see
+    /// [`ConcurrencyLimitConfig::validate`]) or the overload state has no free source slot.
+    pub fn new(config: ConcurrencyLimitConfig) -> Result<Self, ConfigError> {
+        let thresholds = config.validate()?;
+        let rejection = Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "concurrency_limit")
+            .title("Service Unavailable")
+            .detail("The server is at its concurrency limit. Retry after the delay in Retry-After.")
+            .retry_after(RetryAfter::new(config.retry_after).with_jitter(config.retry_after_jitter))
+            .build()?;
+        let limiter = Limiter::new(LimiterSettings {
+            kind: Kind::Requests,
+            name: config.name,
+            thresholds,
+            dwell: config.min_shedding_dwell,
+            critical_reserve: config.critical_reserve,
+            mode: config.mode,
+            overload: config.overload,
+        })?;
+        Ok(Self {
+            shared: Arc::new(Shared { limiter, rejection }),
+        })
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConcurrencyLimitBuilder {
+        ConcurrencyLimitBuilder {
+            config: ConcurrencyLimitConfig::default(),
+        }
+    }
+
+    /// A read-only view of the limiter's state.
+    pub fn handle(&self) -> LimiterHandle {
+        LimiterHandle {
+            limiter: Arc::clone(&self.shared.limiter),
+        }
+    }
+}
+
+impl<S> Layer<S> for ConcurrencyLimitLayer {
+    type Service = ConcurrencyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyLimit::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Builds a [`ConcurrencyLimitLayer`]; every setter documents its default.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConcurrencyLimitBuilder {
+    config: ConcurrencyLimitConfig,
+}
+
+impl ConcurrencyLimitBuilder {
+    /// Hard cap on requests in flight. Default 1000.
+    pub fn max_in_flight(mut self, max: u32) -> Self {
+        self.config.max_in_flight = max;
+        self
+    }
+
+    /// Start shedding at this mark. Default 80% of the maximum.
+    pub fn high_water(mut self, mark: Watermark) -> Self {
+        self.config.high_water = mark;
+        self
+    }
+
+    /// Stop shedding at this mark. Default 60% of the maximum.
+    pub fn low_water(mut self, mark: Watermark) -> Self {
+        self.config.low_water = mark;
+        self
+    }
+
+    /// Shed at least this long once shedding starts. Default 0.
+    pub fn min_shedding_dwell(mut self, dwell: Duration) -> Self {
+        self.config.min_shedding_dwell = dwell;
+        self
+    }
+
+    /// Whether `CriticalPlus` requests may use the headroom above high water. Default true.
+    pub fn critical_reserve(mut self, enabled: bool) -> Self {
+        self.config.critical_reserve = enabled;
+        self
+    }
+
+    /// `Retry-After` of rejections. Default 5 s.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.config.retry_after = delay;
+        self
+    }
+
+    /// Random extra `Retry-After`. Default 0.
+    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
+        self.config.retry_after_jitter = jitter;
+        self
+    }
+
+    /// Enforce or only observe. Default enforce.
+    pub fn mode(mut self, mode: EnforcementMode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Name for metrics, logs and the overload state. Default `global`.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Publish into `state` instead of [`OverloadState::global`].
+    pub fn overload_state(mut self, state: OverloadState) -> Self {
+        self.config.overload = Some(state);
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &ConcurrencyLimitConfig {
+        &self.config
+    }
+
+    /// Validates and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConcurrencyLimitLayer::new`].
+    pub fn build(self) -> Result<ConcurrencyLimitLayer, ConfigError> {
+        ConcurrencyLimitLayer::new(self.config)
+    }
+}
