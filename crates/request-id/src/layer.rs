@@ -1,0 +1,91 @@
+//! The server layer.
+
+use std::{fmt, sync::Arc};
+
+use http::HeaderName;
+use palisade_core::ConfigError;
+use tower::Layer;
+
+use crate::{
+    config::{Builder, Config},
+    service::{RequestIdService, Settings},
+};
+
+/// Gives every request an id: keeps a valid, trusted incoming one or makes a fresh one, and puts
+/// it in the request extensions (for the [`RequestId`](crate::RequestId) extractor), on the
+/// request and response headers, in a `request` span around the inner service, and as the
+/// [current request id](crate::RequestId::current) for outgoing calls.
+///
+/// The layer's settings are created once, when it is built, and shared by every service it
+/// makes (it holds no per-request or per-connection state besides that).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use palisade_request_id::RequestIdLayer;
+///
+/// // Defaults: `x-request-id`, UUID v7, keep valid incoming ids.
+/// let app: Router = Router::new().route("/", get(|| async { "hi" })).layer(RequestIdLayer::new());
+///
+/// // Or configured:
+/// let layer = RequestIdLayer::builder()
+///     .alias("x-correlation-id")
+///     .trusted_peers(["10.0.0.0/8"])
+///     .build()
+///     .expect("valid configuration");
+/// ```
+#[derive(Clone)]
+pub struct RequestIdLayer {
+    settings: Arc<Settings>,
+}
+
+impl RequestIdLayer {
+    /// The layer with [`Config::default`] settings.
+    pub fn new() -> Self {
+        Self::from_settings(Arc::new(Settings::defaults()))
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The layer for `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::build`].
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config.build()
+    }
+
+    pub(crate) fn from_settings(settings: Arc<Settings>) -> Self {
+        Self { settings }
+    }
+
+    /// The header that carries the id.
+    pub fn header_name(&self) -> &HeaderName {
+        &self.settings.header
+    }
+}
+
+impl Default for RequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RequestIdLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestIdLayer")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService::new(inner, self.settings.clone())
+    }
+}
