@@ -3,7 +3,9 @@
 //! - `cargo xtask ci`: everything CI checks, in order: system tools the tests need (installed with
 //!   `apt-get` when running as root), `cargo fmt --check`, clippy with `-D warnings`, every test
 //!   and doctest, the `loom` model-checking tests, and `cargo deny`.
+//! - `cargo xtask bench <scenario> [--quick]`: a load scenario, comparing systems in one run.
 
+mod bench;
 mod ci;
 mod cmd;
 
@@ -12,13 +14,15 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci [--no-deny]   the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
-  help             this text";
+  ci [--no-deny]                 the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
+  bench <scenario> [--quick]     a load scenario (baseline, overload): table, target/bench/<scenario>.json and .svg
+  help                           this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::main(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

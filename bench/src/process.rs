@@ -1,0 +1,103 @@
+//! Servers under test as separate processes, pinned away from the load generator.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
+
+use crate::servers::System;
+
+/// The machine's cores, counted once before [`pin_generator`] narrows this process's affinity
+/// (after which the standard library would report one). The server runs on core 0 and the
+/// generator on core 1 when there are two or more.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES
+        .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
+/// Pins this process (all threads) to core 1 with `taskset`, when the machine has two or more
+/// cores and `taskset` (util-linux) is there. Returns whether it did.
+pub fn pin_generator() -> bool {
+    if cores() < 2 {
+        return false;
+    }
+    let pid = std::process::id().to_string();
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &pid])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A running server under test; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `bench-server <system> <args>` (the binary beside this one), pinned to core 0.
+    ///
+    /// # Errors
+    ///
+    /// When the binary is missing or does not report its address.
+    pub fn start(system: System, args: &[String]) -> Result<Self, String> {
+        let binary = sibling("bench-server")?;
+        let mut command = if cores() >= 2 {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&binary);
+            c
+        } else {
+            Command::new(&binary)
+        };
+        command
+            .arg(system.id())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("bench-server said {line:?}"));
+        match addr {
+            Ok(addr) => Ok(Self { child, addr }),
+            Err(e) => {
+                let _ = child.kill();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = me.with_file_name(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build it with `cargo build --release -p palisade-bench`",
+            path.display()
+        ))
+    }
+}
