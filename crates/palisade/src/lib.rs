@@ -6,10 +6,12 @@
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`core`] | `palisade-core` | shared vocabulary: response body with completion guard, RFC 9457 rejections, overload state, priority, route labels |
+//! | [`concurrency_limit`] | `palisade-concurrency-limit-hysteresis` | in-flight request and connection limits with high/low water marks |
+//! | [`request_id`] | `palisade-request-id` | request ids that are safe to trust: generated, validated, propagated, logged |
+//! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
 //!
-//! The layer crates (concurrency limit with hysteresis, priority load shedding, circuit breaker,
-//! bulkhead, health probes, request ids, security headers, WebSocket backpressure, telemetry) are
-//! added here as they land; see the repository README for the plan.
+//! The other layer crates (priority load shedding, circuit breaker, bulkhead, health probes,
+//! WebSocket backpressure, telemetry) are added here as they land.
 //!
 //! # Example
 //!
@@ -21,7 +23,10 @@
 //! assert_eq!(RouteLabel::of(&request).as_str(), "unmatched");
 //! ```
 
+pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
 pub use palisade_core as core;
+pub use palisade_request_id as request_id;
+pub use palisade_security_headers as security_headers;
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

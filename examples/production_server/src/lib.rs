@@ -11,11 +11,30 @@
 //! | `GET /api/slow?ms=N` | sleeps `N` ms (at most 10 000): load for the limiters |
 //! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
-//! | `GET /admin/status` | JSON state of the dependency |
+//! | `GET /admin/status` | JSON state of the dependency and the limiters |
+//!
+//! Middleware, outermost first (the order of Palisade's preset stack): Palisade's request id
+//! (every log line of a request carries it), tower-http's request trace, Palisade's security
+//! headers (`api()` preset), Palisade's global in-flight limit (50 requests, shedding from 40
+//! until back to 30, so a curl loop can show it), and a 30 s timeout. The listener is wrapped in Palisade's connection
+//! limit (1000 connections, refusing with a canned 503 from 800 until back to 600).
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use axum::{Router, http::StatusCode};
+use axum::{
+    Router,
+    http::StatusCode,
+    serve::{Listener, ListenerExt},
+};
+use palisade::{
+    concurrency_limit::{
+        ConcurrencyLimitLayer, ConnectionLimitConfig, ConnectionLimitListener, LimiterHandle,
+        Watermark,
+    },
+    core::{ConfigError, OverloadState},
+    request_id::RequestIdLayer,
+    security_headers::SecurityHeadersLayer,
+};
 use tokio::net::TcpListener;
 use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
@@ -28,6 +47,11 @@ pub use routes::MAX_SLOW_MS;
 /// How long a request may take before it is answered with 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The global limit on requests in flight.
+pub const MAX_IN_FLIGHT: u32 = 50;
+/// The limit on open connections.
+pub const MAX_CONNECTIONS: u32 = 1000;
+
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -35,25 +59,91 @@ pub struct AppState {
     pub dependency: Dependency,
     /// When the server started.
     pub started: tokio::time::Instant,
+    /// The global in-flight limiter's state.
+    pub requests: LimiterHandle,
+    /// The connection limiter's state, when the server runs behind one.
+    pub connections: Option<LimiterHandle>,
 }
 
-impl Default for AppState {
-    fn default() -> Self {
-        Self {
+/// The Palisade layers of this server, built once: their state is shared by every route and
+/// connection.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    /// Request ids: generated (UUID version 7), or kept when valid; on every response and log line.
+    pub request_id: RequestIdLayer,
+    /// Security headers, the preset for JSON APIs.
+    pub security_headers: SecurityHeadersLayer,
+    /// The global in-flight request limit.
+    pub request_limit: ConcurrencyLimitLayer,
+}
+
+impl Layers {
+    /// Builds the layers, publishing overload into `overload` (use
+    /// [`OverloadState::global`] in a real server; tests pass their own).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for invalid settings.
+    pub fn new(overload: &OverloadState) -> Result<Self, ConfigError> {
+        let request_limit = ConcurrencyLimitLayer::builder()
+            .name("global")
+            .max_in_flight(MAX_IN_FLIGHT)
+            .high_water(Watermark::fraction(0.8))
+            .low_water(Watermark::fraction(0.6))
+            .retry_after(Duration::from_secs(2))
+            .retry_after_jitter(Duration::from_secs(2))
+            .overload_state(overload.clone())
+            .build()?;
+        Ok(Self {
+            request_id: RequestIdLayer::new(),
+            security_headers: SecurityHeadersLayer::api(),
+            request_limit,
+        })
+    }
+
+    /// The handlers' state, wired to these layers.
+    pub fn state(&self, connections: Option<LimiterHandle>) -> AppState {
+        AppState {
             dependency: Dependency::new(Duration::from_millis(5)),
             started: tokio::time::Instant::now(),
+            requests: self.request_limit.handle(),
+            connections,
         }
     }
 }
 
-/// The application with its middleware stack.
-pub fn app(state: AppState) -> Router {
+/// The application with its middleware stack, outermost first: request id, trace, security
+/// headers, in-flight limit, timeout. Outermost layers see (and mark) every response, the
+/// limiter's rejections included.
+pub fn app(layers: &Layers, state: AppState) -> Router {
     routes::router(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(layers.request_limit.clone())
+        .layer(layers.security_headers.clone())
         .layer(TraceLayer::new_for_http())
+        .layer(layers.request_id.clone())
+}
+
+/// Wraps `listener` in the connection limit.
+///
+/// # Errors
+///
+/// A [`ConfigError`] for invalid settings.
+pub fn limit_connections(
+    listener: TcpListener,
+    overload: &OverloadState,
+) -> Result<ConnectionLimitListener<TcpListener>, ConfigError> {
+    ConnectionLimitListener::new(
+        listener,
+        ConnectionLimitConfig {
+            max_connections: MAX_CONNECTIONS,
+            overload: Some(overload.clone()),
+            ..ConnectionLimitConfig::default()
+        },
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
@@ -62,11 +152,16 @@ pub fn app(state: AppState) -> Router {
 /// # Errors
 ///
 /// I/O errors of the listener.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    // `tap_io` gives handlers `ConnectInfo<SocketAddr>` through any listener wrapper.
+    let listener = listener.tap_io(|_| ());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

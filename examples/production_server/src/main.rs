@@ -4,7 +4,8 @@
 
 use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
 
-use production_server::{AppState, app, serve, shutdown_signal};
+use palisade::core::OverloadState;
+use production_server::{Layers, app, limit_connections, serve, shutdown_signal};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -38,6 +39,17 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
+    let overload = OverloadState::global();
+    let (listener, layers) = match limit_connections(listener, overload)
+        .and_then(|listener| Ok((listener, Layers::new(overload)?)))
+    {
+        Ok(built) => built,
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let state = layers.state(Some(listener.handle()));
     println!("listening on http://{local}");
     println!("try:");
     for (method, path) in [
@@ -53,7 +65,7 @@ async fn main() -> ExitCode {
         println!("  {method} http://{local}{path}");
     }
 
-    match serve(listener, app(AppState::default()), shutdown_signal()).await {
+    match serve(listener, app(&layers, state), shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("server stopped cleanly");
             ExitCode::SUCCESS

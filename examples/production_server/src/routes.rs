@@ -12,6 +12,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use palisade::concurrency_limit::LimiterHandle;
+
 use crate::AppState;
 
 /// The longest sleep `/api/slow` accepts, so one request cannot pin a worker for long.
@@ -125,6 +127,18 @@ async fn heal_dependency(State(state): State<AppState>) -> Json<serde_json::Valu
     Json(json!({ "dependency": "healthy" }))
 }
 
+fn limiter_status(handle: &LimiterHandle) -> serde_json::Value {
+    let thresholds = handle.thresholds();
+    json!({
+        "name": handle.name(),
+        "count": handle.count(),
+        "state": if handle.is_shedding() { "shedding" } else { "accepting" },
+        "max": thresholds.max,
+        "high_water": thresholds.high,
+        "low_water": thresholds.low,
+    })
+}
+
 async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let (calls, failures) = state.dependency.counts();
     Json(json!({
@@ -134,5 +148,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "calls": calls,
             "failures": failures,
         },
+        "requests_in_flight": limiter_status(&state.requests),
+        "connections": state.connections.as_ref().map(limiter_status),
     }))
 }

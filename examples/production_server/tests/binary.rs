@@ -15,7 +15,7 @@ async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
         .env("PALISADE_ADDR", "127.0.0.1:0")
         // tower-http logs the start of each request at debug: the test waits for it.
-        .env("RUST_LOG", "warn,tower_http=debug")
+        .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -69,14 +69,18 @@ async fn answers_and_exits_cleanly_on_sigterm() {
     let started = async {
         while let Some(line) = logs.recv().await {
             if line.contains("started processing request") && line.contains("/api/slow") {
-                return;
+                return line;
             }
         }
         panic!("the server's log ended");
     };
-    tokio::time::timeout(Duration::from_secs(10), started)
+    let line = tokio::time::timeout(Duration::from_secs(10), started)
         .await
         .expect("request reached the server");
+    assert!(
+        line.contains("request_id="),
+        "log lines carry the request id: {line}"
+    );
     sigterm(&child);
     assert_eq!(slow.await.expect("slow request task").status, 200);
 

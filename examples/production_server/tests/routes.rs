@@ -1,12 +1,16 @@
 //! The example's routes, served for real on 127.0.0.1 and called with a real client.
 
+use std::time::Duration;
+
+use palisade::core::OverloadState;
 use palisade_testkit::{Client, TestServer};
-use production_server::{AppState, app};
+use production_server::{AppState, Layers, MAX_IN_FLIGHT, app};
 
 async fn start() -> (TestServer, Client, AppState) {
-    let state = AppState::default();
+    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
+    let state = layers.state(None);
     (
-        TestServer::start(app(state.clone())).await,
+        TestServer::start(app(&layers, state.clone())).await,
         Client::new(),
         state,
     )
@@ -21,6 +25,28 @@ async fn index_and_items() {
 
     let items = client.get(&server.url("/api/items")).await;
     assert_eq!(items.status, 200);
+    assert!(items.header("x-request-id").is_some());
+    assert_eq!(
+        items.header("content-security-policy"),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
+    assert_eq!(items.header("cache-control"), Some("no-store, max-age=0"));
+
+    // A valid incoming id is kept; an injected one is replaced, never echoed.
+    let kept = client
+        .get_with_header(&server.url("/"), "x-request-id", "trace-abc.123")
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some("trace-abc.123"));
+    let injected = client
+        .get_with_header(&server.url("/"), "x-request-id", "a\tb<script>")
+        .await;
+    assert!(
+        !injected
+            .header("x-request-id")
+            .unwrap_or_default()
+            .contains("script")
+    );
+    assert_eq!(injected.header("x-request-id").map(str::len), Some(36));
     assert_eq!(items.json().as_array().map(Vec::len), Some(3));
 
     let one = client.get(&server.url("/api/items/2")).await;
@@ -93,5 +119,58 @@ async fn flaky_fails_and_heals_on_demand() {
             .status,
         405
     );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
+    let (server, client, state) = start().await;
+    let high_water = MAX_IN_FLIGHT * 4 / 5;
+    let slow: Vec<_> = (0..high_water)
+        .map(|_| {
+            let (client, url) = (Client::new(), server.url("/api/slow?ms=10000"));
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if state.requests.is_shedding() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(state.requests.count(), high_water);
+    let shed = client.get(&server.url("/api/items")).await;
+    assert_eq!(shed.status, 503);
+    let retry: u64 = shed.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (2..=4).contains(&retry),
+        "2 s plus up to 2 s of jitter, got {retry}"
+    );
+    assert_eq!(shed.json()["reason"], "concurrency_limit");
+    // The outer layers mark the limiter's rejection like any other response.
+    assert_eq!(
+        shed.header("x-request-id").map(str::len),
+        Some(36),
+        "a UUIDv7 id"
+    );
+    assert_eq!(shed.header("x-content-type-options"), Some("nosniff"));
+
+    // Clients that give up release their slots: their connections close, the handlers are dropped.
+    for request in slow {
+        request.abort();
+    }
+    for _ in 0..2000 {
+        if state.requests.count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!state.requests.is_shedding());
+    assert_eq!(client.get(&server.url("/api/items")).await.status, 200);
+    let status = client.get(&server.url("/admin/status")).await.json();
+    assert_eq!(status["requests_in_flight"]["state"], "accepting");
+    assert_eq!(status["requests_in_flight"]["max"], MAX_IN_FLIGHT);
+    // Only the status request itself is in flight while it is answered.
+    assert_eq!(status["requests_in_flight"]["count"], 1);
     server.shutdown().await;
 }
