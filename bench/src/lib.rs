@@ -7,8 +7,8 @@
 //! - [`report`]: the results as a markdown table, JSON and an SVG chart.
 //! - [`process`]: the servers under test, run as separate release-mode processes pinned to their
 //!   own core.
-//! - [`servers`]: the systems under test (bare hyper, bare axum, tower's limiter,
-//!   Palisade's limiter and stack).
+//! - [`scenario`] and [`scenarios`]: each scenario's servers under test and how it drives them;
+//!   [`servers`] holds the building blocks they share.
 
 // Counts and durations are converted to f64 for rates and percentiles; they stay far below
 // 2^52, where the conversion is exact.
@@ -17,4 +17,6 @@
 pub mod load;
 pub mod process;
 pub mod report;
+pub mod scenario;
+pub mod scenarios;
 pub mod servers;

@@ -7,7 +7,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use crate::servers::System;
+use crate::scenario::ServerArgs;
 
 /// The machine's cores, counted once before [`pin_generator`] narrows this process's affinity
 /// (after which the standard library would report one). The server runs on core 0 and the
@@ -40,12 +40,13 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `bench-server <system> <args>` (the binary beside this one), pinned to core 0.
+    /// Starts `bench-server <scenario> <system> <args>` (the binary beside this one), pinned to
+    /// core 0.
     ///
     /// # Errors
     ///
     /// When the binary is missing or does not report its address.
-    pub fn start(system: System, args: &[String]) -> Result<Self, String> {
+    pub fn start(scenario: &str, system: &str, args: &ServerArgs) -> Result<Self, String> {
         let binary = sibling("bench-server")?;
         let mut command = if cores() >= 2 {
             let mut c = Command::new("taskset");
@@ -55,8 +56,8 @@ impl ServerProcess {
             Command::new(&binary)
         };
         command
-            .arg(system.id())
-            .args(args)
+            .args([scenario, system])
+            .args(args.to_args())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command

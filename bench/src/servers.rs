@@ -1,9 +1,4 @@
-//! The systems under test, each an HTTP/1.1 server on the same two routes:
-//!
-//! - `GET /hello`: a hello-world response (peak throughput);
-//! - `GET /work`: bounded capacity: a pool of `workers` slots, each busy `work` per request (a
-//!   sleep, so capacity does not depend on how noisy the CPU is); requests beyond the pool queue
-//!   for a slot, as requests queue for a thread pool or a database connection pool.
+//! Building blocks for servers under test, shared by the scenarios.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -24,136 +19,82 @@ use palisade::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::ServiceBuilder;
 
-/// The systems the scenarios compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum System {
-    /// hyper with a `service_fn`, no router, no middleware.
-    BareHyper,
-    /// axum with no middleware.
-    BareAxum,
-    /// axum + tower's `LoadShed` + `ConcurrencyLimit` (with `HandleErrorLayer` for 503s).
-    TowerLimit,
-    /// axum + Palisade's in-flight limiter alone: the like-for-like peer of `TowerLimit`.
-    PalisadeLimiter,
-    /// axum + the Palisade stack as far as it exists, in preset order: request id, security
-    /// headers, in-flight limiter.
-    PalisadeStack,
-}
+use crate::scenario::{App, ServerArgs};
 
-impl System {
-    /// Every system.
-    pub const ALL: [System; 5] = [
-        Self::BareHyper,
-        Self::BareAxum,
-        Self::TowerLimit,
-        Self::PalisadeLimiter,
-        Self::PalisadeStack,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::BareHyper => "bare hyper",
-            Self::BareAxum => "bare axum",
-            Self::TowerLimit => "tower ConcurrencyLimit+LoadShed",
-            Self::PalisadeLimiter => "palisade limiter",
-            Self::PalisadeStack => "palisade stack",
-        }
-    }
-
-    /// The command-line id.
-    pub fn id(self) -> &'static str {
-        match self {
-            Self::BareHyper => "bare-hyper",
-            Self::BareAxum => "bare-axum",
-            Self::TowerLimit => "tower",
-            Self::PalisadeLimiter => "palisade-limiter",
-            Self::PalisadeStack => "palisade-stack",
-        }
-    }
-
-    /// Parses a command-line id.
-    pub fn from_id(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.id() == id)
-    }
-}
-
-/// Settings shared by every system.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerSettings {
-    /// Slots of the `/work` pool.
-    pub workers: usize,
-    /// Time per `/work` request.
-    pub work: Duration,
-    /// The in-flight limit of the limiting systems.
-    pub max_in_flight: u32,
-}
-
+/// Bounded capacity: a pool of `workers` slots, each busy `time` per request (a sleep, so capacity
+/// does not depend on how noisy the CPU is); requests beyond the pool queue for a slot, as requests
+/// queue for a thread pool or a database connection pool.
 #[derive(Clone)]
-struct Work {
+pub struct Work {
     pool: Arc<Semaphore>,
     time: Duration,
 }
 
 impl Work {
-    async fn run(&self) -> &'static str {
+    /// A pool of `workers` slots of `time` each.
+    pub fn new(workers: usize, time: Duration) -> Self {
+        Self {
+            pool: Arc::new(Semaphore::new(workers)),
+            time,
+        }
+    }
+
+    /// From `--workers` (default 8) and `--work-ms` (default 10).
+    ///
+    /// # Errors
+    ///
+    /// Invalid numbers.
+    pub fn from_args(args: &ServerArgs) -> Result<Self, String> {
+        let workers = usize::try_from(args.number("workers", 8)?).map_err(|e| e.to_string())?;
+        Ok(Self::new(
+            workers,
+            Duration::from_millis(args.number("work-ms", 10)?),
+        ))
+    }
+
+    /// One unit of work.
+    ///
+    /// # Panics
+    ///
+    /// Never: the pool's semaphore is never closed.
+    pub async fn run(&self) -> &'static str {
         let _slot = self.pool.acquire().await.expect("pool open");
         tokio::time::sleep(self.time).await;
         "done"
     }
 }
 
-/// Serves `system` on `listener` forever.
-///
-/// # Errors
-///
-/// Configuration errors of the limiter.
-pub async fn serve(
-    system: System,
-    listener: TcpListener,
-    settings: ServerSettings,
-) -> Result<(), String> {
-    let work = Work {
-        pool: Arc::new(Semaphore::new(settings.workers)),
-        time: settings.work,
-    };
-    if system == System::BareHyper {
-        return serve_hyper(listener, work).await;
-    }
-    let router = Router::new()
+/// A router with `GET /hello` (hello world) and `GET /work` (one unit of `work`).
+pub fn hello_and_work(work: Work) -> Router {
+    Router::new()
         .route("/hello", get(|| async { "Hello, World!" }))
         .route(
             "/work",
             get(|State(work): State<Work>| async move { work.run().await }),
         )
-        .with_state(work);
-    let app = match system {
-        System::BareHyper | System::BareAxum => router,
-        System::TowerLimit => router.layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    (StatusCode::SERVICE_UNAVAILABLE, "overloaded").into_response()
-                }))
-                .load_shed()
-                .concurrency_limit(settings.max_in_flight as usize),
-        ),
-        System::PalisadeLimiter => router.layer(limiter(settings)?),
-        System::PalisadeStack => router
-            .layer(limiter(settings)?)
-            .layer(SecurityHeadersLayer::api())
-            .layer(RequestIdLayer::new()),
-    };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
-    .map_err(|e| e.to_string())
+        .with_state(work)
 }
 
-fn limiter(settings: ServerSettings) -> Result<ConcurrencyLimitLayer, String> {
+/// tower's `ConcurrencyLimit(max)` + `LoadShed`, with `HandleErrorLayer` turning overload into 503.
+pub fn tower_limit(router: Router, max: usize) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded").into_response()
+            }))
+            .load_shed()
+            .concurrency_limit(max),
+    )
+}
+
+/// Palisade's in-flight limiter with `max` and the default 0.8 / 0.6 marks.
+///
+/// # Errors
+///
+/// Invalid configuration.
+pub fn palisade_limiter(max: u32) -> Result<ConcurrencyLimitLayer, String> {
     ConcurrencyLimitLayer::builder()
-        .max_in_flight(settings.max_in_flight)
+        .max_in_flight(max)
         .high_water(Watermark::fraction(0.8))
         .low_water(Watermark::fraction(0.6))
         .overload_state(OverloadState::new())
@@ -161,7 +102,38 @@ fn limiter(settings: ServerSettings) -> Result<ConcurrencyLimitLayer, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn serve_hyper(listener: TcpListener, work: Work) -> Result<(), String> {
+/// The Palisade stack as far as it exists, in preset order (request id, security headers,
+/// in-flight limit), around `router`.
+///
+/// # Errors
+///
+/// Invalid configuration.
+pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
+    Ok(router
+        .layer(palisade_limiter(max)?)
+        .layer(SecurityHeadersLayer::api())
+        .layer(RequestIdLayer::new()))
+}
+
+/// Serves `app` on `listener` forever.
+///
+/// # Errors
+///
+/// I/O errors.
+pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
+    match app {
+        App::Axum(router) => axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        App::BareHyper(work) => serve_bare_hyper(listener, work).await,
+    }
+}
+
+/// hyper with a `service_fn`: `/work` does one unit of `work`, anything else is hello world.
+async fn serve_bare_hyper(listener: TcpListener, work: Work) -> Result<(), String> {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -15,7 +15,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci [--no-deny]                 the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
-  bench <scenario> [--quick]     a load scenario (baseline, overload): table, target/bench/<scenario>.json and .svg
+  bench <scenario> [--quick]     a load scenario (baseline, overload, ...): table, target/bench/<scenario>.json and .svg
   help                           this text";
 
 fn main() -> ExitCode {

@@ -1,0 +1,17 @@
+//! The scenarios of `cargo xtask bench`. Add one by writing a module that implements
+//! [`Scenario`] and listing it in [`all`].
+
+use crate::scenario::Scenario;
+
+mod baseline;
+mod overload;
+
+/// Every scenario, in the order `cargo xtask bench` lists them.
+pub fn all() -> &'static [&'static dyn Scenario] {
+    &[&baseline::Baseline, &overload::Overload]
+}
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Scenario> {
+    all().iter().copied().find(|s| s.name() == name)
+}
