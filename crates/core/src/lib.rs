@@ -15,6 +15,8 @@
 //!   request extensions so every layer and handler sees the class another layer assigned.
 //! - [`RouteLabel`]: the bounded route label for metrics and spans: the axum route template, or
 //!   `unmatched`, never the raw path.
+//! - [`Cidr`] and [`TrustedPeers`]: which callers to trust (by TCP peer, never by forwarded
+//!   header), for layers that honour client-supplied ids or priorities.
 //! - [`ConfigError`] and [`EnforcementMode`]: uniform configuration errors and the observe-only
 //!   switch every layer offers.
 //!
@@ -54,6 +56,7 @@ mod body;
 mod config;
 mod guard;
 mod overload;
+mod peer;
 mod priority;
 mod rejection;
 mod route;
@@ -63,6 +66,7 @@ pub use body::ResponseBody;
 pub use config::{ConfigError, EnforcementMode};
 pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
 pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
+pub use peer::{Cidr, PeerTrust, TrustedPeers, peer_ip};
 pub use priority::{ParsePriorityError, Priority};
 pub use rejection::{Rejection, RejectionBuilder, RetryAfter, retry_after_seconds};
 pub use route::{RouteLabel, UNMATCHED_ROUTE};

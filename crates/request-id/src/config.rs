@@ -7,7 +7,7 @@ use std::{
 };
 
 use http::HeaderName;
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::{ConfigError, EnforcementMode, TrustedPeers};
 
 use crate::{
     generator::{Generator, IdFormat, MakeRequestId},
@@ -386,7 +386,7 @@ fn compile(config: &Config, generator: Generator) -> Result<Settings, ConfigErro
                 })?;
                 ranges.push(cidr);
             }
-            Trust::Peers(ranges.into_boxed_slice())
+            Trust::Peers(TrustedPeers::new(ranges))
         }
     };
 
