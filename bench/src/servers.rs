@@ -87,17 +87,35 @@ pub fn tower_limit(router: Router, max: usize) -> Router {
     )
 }
 
-/// Palisade's in-flight limiter with `max` and the default 0.8 / 0.6 marks.
+/// Palisade's in-flight limiter with `max` and the default 0.8 / 0.6 marks, publishing into
+/// `overload`.
 ///
 /// # Errors
 ///
 /// Invalid configuration.
-pub fn palisade_limiter(max: u32) -> Result<ConcurrencyLimitLayer, String> {
+pub fn palisade_limiter(
+    max: u32,
+    overload: &OverloadState,
+) -> Result<ConcurrencyLimitLayer, String> {
+    palisade_limiter_with(max, 0.6, overload)
+}
+
+/// Palisade's in-flight limiter with `max`, high water 0.8 and low water `low`, publishing into
+/// `overload`.
+///
+/// # Errors
+///
+/// Invalid configuration.
+pub fn palisade_limiter_with(
+    max: u32,
+    low: f64,
+    overload: &OverloadState,
+) -> Result<ConcurrencyLimitLayer, String> {
     ConcurrencyLimitLayer::builder()
         .max_in_flight(max)
         .high_water(Watermark::fraction(0.8))
-        .low_water(Watermark::fraction(0.6))
-        .overload_state(OverloadState::new())
+        .low_water(Watermark::fraction(low))
+        .overload_state(overload.clone())
         .build()
         .map_err(|e| e.to_string())
 }
@@ -110,7 +128,7 @@ pub fn palisade_limiter(max: u32) -> Result<ConcurrencyLimitLayer, String> {
 /// Invalid configuration.
 pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
     Ok(router
-        .layer(palisade_limiter(max)?)
+        .layer(palisade_limiter(max, &OverloadState::new())?)
         .layer(SecurityHeadersLayer::api())
         .layer(RequestIdLayer::new()))
 }

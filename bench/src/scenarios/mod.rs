@@ -5,10 +5,15 @@ use crate::scenario::Scenario;
 
 mod baseline;
 mod overload;
+mod priority;
 
 /// Every scenario, in the order `cargo xtask bench` lists them.
 pub fn all() -> &'static [&'static dyn Scenario] {
-    &[&baseline::Baseline, &overload::Overload]
+    &[
+        &baseline::Baseline,
+        &overload::Overload,
+        &priority::PriorityMix,
+    ]
 }
 
 /// The scenario called `name`.

@@ -1,5 +1,7 @@
 //! `overload`: a route with bounded capacity under 0.5x to 4x of its measured capacity, open loop.
 
+use palisade::core::OverloadState;
+
 use crate::{
     load::{self, LoadSpec, Mode, RequestClass},
     process::ServerProcess,
@@ -35,7 +37,9 @@ impl Scenario for Overload {
         match system {
             "bare-axum" => Ok(App::Axum(router)),
             "tower" => Ok(App::Axum(tower_limit(router, MAX_IN_FLIGHT as usize))),
-            "palisade-limiter" => Ok(App::Axum(router.layer(palisade_limiter(MAX_IN_FLIGHT)?))),
+            "palisade-limiter" => Ok(App::Axum(
+                router.layer(palisade_limiter(MAX_IN_FLIGHT, &OverloadState::new())?),
+            )),
             other => Err(format!("overload has no system {other:?}")),
         }
     }

@@ -15,8 +15,10 @@
 //!
 //! Middleware, outermost first (the order of Palisade's preset stack): Palisade's request id
 //! (every log line of a request carries it), tower-http's request trace, Palisade's security
-//! headers (`api()` preset), Palisade's global in-flight limit (50 requests, shedding from 40
-//! until back to 30, so a curl loop can show it), and a 30 s timeout. The listener is wrapped in Palisade's connection
+//! headers (`api()` preset), Palisade's priority load shedder (header `x-priority`: `sheddable`,
+//! `sheddable_plus`, `critical`; `/admin/` is always `critical_plus`), Palisade's global
+//! in-flight limit (50 requests, shedding from 40 until back to 30, so a curl loop can show it),
+//! and a 30 s timeout. The listener is wrapped in Palisade's connection
 //! limit (1000 connections, refusing with a canned 503 from 800 until back to 600).
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -31,7 +33,8 @@ use palisade::{
         ConcurrencyLimitLayer, ConnectionLimitConfig, ConnectionLimitListener, LimiterHandle,
         Watermark,
     },
-    core::{ConfigError, OverloadState},
+    core::{ConfigError, OverloadState, Priority},
+    loadshed::{LoadShedLayer, PathMatch},
     request_id::RequestIdLayer,
     security_headers::SecurityHeadersLayer,
 };
@@ -73,6 +76,8 @@ pub struct Layers {
     pub request_id: RequestIdLayer,
     /// Security headers, the preset for JSON APIs.
     pub security_headers: SecurityHeadersLayer,
+    /// Priority load shedding (header `x-priority`), in front of the limiter.
+    pub load_shed: LoadShedLayer,
     /// The global in-flight request limit.
     pub request_limit: ConcurrencyLimitLayer,
 }
@@ -94,9 +99,15 @@ impl Layers {
             .retry_after_jitter(Duration::from_secs(2))
             .overload_state(overload.clone())
             .build()?;
+        // Operators must reach the control routes while the service sheds.
+        let load_shed = LoadShedLayer::builder()
+            .route(PathMatch::Prefix("/admin/".into()), Priority::CriticalPlus)
+            .overload_state(overload.clone())
+            .build()?;
         Ok(Self {
             request_id: RequestIdLayer::new(),
             security_headers: SecurityHeadersLayer::api(),
+            load_shed,
             request_limit,
         })
     }
@@ -113,8 +124,9 @@ impl Layers {
 }
 
 /// The application with its middleware stack, outermost first: request id, trace, security
-/// headers, in-flight limit, timeout. Outermost layers see (and mark) every response, the
-/// limiter's rejections included.
+/// headers, priority load shedding, in-flight limit, timeout. Outermost layers see (and mark)
+/// every response, rejections included; the shedder classifies before the limiter so that the
+/// limiter's critical reserve sees the class.
 pub fn app(layers: &Layers, state: AppState) -> Router {
     routes::router(state)
         .layer(TimeoutLayer::with_status_code(
@@ -122,6 +134,7 @@ pub fn app(layers: &Layers, state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(layers.request_limit.clone())
+        .layer(layers.load_shed.clone())
         .layer(layers.security_headers.clone())
         .layer(TraceLayer::new_for_http())
         .layer(layers.request_id.clone())

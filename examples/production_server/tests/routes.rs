@@ -125,29 +125,32 @@ async fn flaky_fails_and_heals_on_demand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
     let (server, client, state) = start().await;
-    let high_water = MAX_IN_FLIGHT * 4 / 5;
-    let slow: Vec<_> = (0..high_water)
+    // 45 slow requests of the default class (critical): the shedder starts shedding critical
+    // requests from 35 in flight (70% of the limit), so between 35 and 40 of them are admitted.
+    let slow: Vec<_> = (0..45)
         .map(|_| {
             let (client, url) = (Client::new(), server.url("/api/slow?ms=10000"));
             tokio::spawn(async move { client.get(&url).await })
         })
         .collect();
     for _ in 0..2000 {
-        if state.requests.is_shedding() {
+        if state.requests.count() >= 35 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(state.requests.count(), high_water);
-    let shed = client.get(&server.url("/api/items")).await;
-    assert_eq!(shed.status, 503);
-    let retry: u64 = shed.header("retry-after").unwrap().parse().unwrap();
     assert!(
-        (2..=4).contains(&retry),
-        "2 s plus up to 2 s of jitter, got {retry}"
+        (35..=40).contains(&state.requests.count()),
+        "{}",
+        state.requests.count()
     );
-    assert_eq!(shed.json()["reason"], "concurrency_limit");
-    // The outer layers mark the limiter's rejection like any other response.
+    let shed = client
+        .get_with_header(&server.url("/api/items"), "x-priority", "sheddable")
+        .await;
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.header("retry-after"), Some("5"));
+    assert_eq!(shed.json()["reason"], "load_shed");
+    // The outer layers mark the rejection like any other response.
     assert_eq!(
         shed.header("x-request-id").map(str::len),
         Some(36),
@@ -165,12 +168,63 @@ async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(!state.requests.is_shedding());
-    assert_eq!(client.get(&server.url("/api/items")).await.status, 200);
+    assert_eq!(
+        client
+            .get_with_header(&server.url("/api/items"), "x-priority", "sheddable")
+            .await
+            .status,
+        200
+    );
     let status = client.get(&server.url("/admin/status")).await.json();
     assert_eq!(status["requests_in_flight"]["state"], "accepting");
     assert_eq!(status["requests_in_flight"]["max"], MAX_IN_FLIGHT);
     // Only the status request itself is in flight while it is answered.
     assert_eq!(status["requests_in_flight"]["count"], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priority_requests_are_shed_first_and_admin_routes_never() {
+    let overload = OverloadState::new();
+    let layers = Layers::new(&overload).expect("valid layers");
+    let state = layers.state(None);
+    let (server, client) = (
+        TestServer::start(app(&layers, state.clone())).await,
+        Client::new(),
+    );
+    // 30 slow requests: 60% of the limit, where the shedder already sheds every `sheddable`
+    // request but still admits `critical` ones.
+    let slow: Vec<_> = (0..30)
+        .map(|_| {
+            let (client, url) = (Client::new(), server.url("/api/slow?ms=10000"));
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if state.requests.count() == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(state.requests.count(), 30);
+    assert!(
+        (overload.level() - 0.6).abs() < 0.01,
+        "the limiter publishes 30/50: {:?}",
+        overload.sources()
+    );
+    let sheddable = client
+        .get_with_header(&server.url("/api/items"), "x-priority", "sheddable")
+        .await;
+    assert_eq!(sheddable.status, 503);
+    assert_eq!(sheddable.json()["reason"], "load_shed");
+    assert_eq!(sheddable.json()["priority"], "sheddable");
+    let critical = client
+        .get_with_header(&server.url("/api/items"), "x-priority", "critical")
+        .await;
+    assert_eq!(critical.status, 200);
+    assert_eq!(client.get(&server.url("/admin/status")).await.status, 200);
+    for request in slow {
+        request.abort();
+    }
     server.shutdown().await;
 }
