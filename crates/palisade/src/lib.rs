@@ -7,12 +7,13 @@
 //! |---|---|---|
 //! | [`core`] | `palisade-core` | shared vocabulary: response body with completion guard, RFC 9457 rejections, overload state, priority, route labels |
 //! | [`concurrency_limit`] | `palisade-concurrency-limit-hysteresis` | in-flight request and connection limits with high/low water marks |
+//! | [`health`] | `palisade-health` | Kubernetes probes (live, ready, startup) with cached checks and a drain sequence |
 //! | [`loadshed`] | `palisade-loadshed-priority` | priority classification and graduated shedding, lowest class first |
 //! | [`request_id`] | `palisade-request-id` | request ids that are safe to trust: generated, validated, propagated, logged |
 //! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
 //!
-//! The other layer crates (circuit breaker, bulkhead, health probes, WebSocket backpressure,
-//! telemetry) are added here as they land.
+//! The other layer crates (circuit breaker, bulkhead, WebSocket backpressure, telemetry) are
+//! added here as they land.
 //!
 //! # Example
 //!
@@ -26,6 +27,7 @@
 
 pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
 pub use palisade_core as core;
+pub use palisade_health as health;
 pub use palisade_loadshed_priority as loadshed;
 pub use palisade_request_id as request_id;
 pub use palisade_security_headers as security_headers;

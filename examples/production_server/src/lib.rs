@@ -12,6 +12,7 @@
 //! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `GET /admin/status` | JSON state of the dependency and the limiters |
+//! | `GET /health/live`, `/health/ready`, `/health/startup` (and `/livez`, `/readyz`) | Kubernetes probes, `application/health+json` |
 //!
 //! Middleware, outermost first (the order of Palisade's preset stack): Palisade's request id
 //! (every log line of a request carries it), tower-http's request trace, Palisade's security
@@ -34,6 +35,7 @@ use palisade::{
         Watermark,
     },
     core::{ConfigError, OverloadState, Priority},
+    health::{Check, HealthLayer},
     loadshed::{LoadShedLayer, PathMatch},
     request_id::RequestIdLayer,
     security_headers::SecurityHeadersLayer,
@@ -80,6 +82,10 @@ pub struct Layers {
     pub load_shed: LoadShedLayer,
     /// The global in-flight request limit.
     pub request_limit: ConcurrencyLimitLayer,
+    /// Kubernetes probes, outside the limiting layers: never shed.
+    pub health: HealthLayer,
+    /// The breakable dependency behind `/api/flaky`, shared with the readiness check.
+    pub dependency: Dependency,
 }
 
 impl Layers {
@@ -104,18 +110,39 @@ impl Layers {
             .route(PathMatch::Prefix("/admin/".into()), Priority::CriticalPlus)
             .overload_state(overload.clone())
             .build()?;
+        let dependency = Dependency::new(Duration::from_millis(5));
+        let probe = dependency.clone();
+        // The dependency stands in for a shared remote service: a non-critical check shows its
+        // failure as `warn` without taking every replica out of rotation at once. It runs on
+        // demand (cached 2 s, single flight), so probes do not call it on a timer.
+        let health = HealthLayer::builder()
+            .overload_state(overload.clone())
+            .include_details(true) // a demo: production keeps details off
+            .kubernetes_aliases(true)
+            .readiness_check(
+                Check::from_fn("dependency", move || {
+                    let dependency = probe.clone();
+                    async move { dependency.call().await }
+                })
+                .timeout(Duration::from_millis(500))
+                .on_demand(Duration::from_secs(2))
+                .non_critical(),
+            )
+            .build()?;
         Ok(Self {
             request_id: RequestIdLayer::new(),
             security_headers: SecurityHeadersLayer::api(),
             load_shed,
             request_limit,
+            health,
+            dependency,
         })
     }
 
     /// The handlers' state, wired to these layers.
     pub fn state(&self, connections: Option<LimiterHandle>) -> AppState {
         AppState {
-            dependency: Dependency::new(Duration::from_millis(5)),
+            dependency: self.dependency.clone(),
             started: tokio::time::Instant::now(),
             requests: self.request_limit.handle(),
             connections,
@@ -124,7 +151,7 @@ impl Layers {
 }
 
 /// The application with its middleware stack, outermost first: request id, trace, security
-/// headers, priority load shedding, in-flight limit, timeout. Outermost layers see (and mark)
+/// headers, health probes, priority load shedding, in-flight limit, timeout. Outermost layers see (and mark)
 /// every response, rejections included; the shedder classifies before the limiter so that the
 /// limiter's critical reserve sees the class.
 pub fn app(layers: &Layers, state: AppState) -> Router {
@@ -135,6 +162,7 @@ pub fn app(layers: &Layers, state: AppState) -> Router {
         ))
         .layer(layers.request_limit.clone())
         .layer(layers.load_shed.clone())
+        .layer(layers.health.clone())
         .layer(layers.security_headers.clone())
         .layer(TraceLayer::new_for_http())
         .layer(layers.request_id.clone())

@@ -1,10 +1,15 @@
 //! `cargo run --release -p production_server`: the Palisade example service.
 //!
-//! Environment: `PALISADE_ADDR` (default `127.0.0.1:8080`), `RUST_LOG` (default `info`).
+//! Environment: `PALISADE_ADDR` (default `127.0.0.1:8080`), `RUST_LOG` (default `info`),
+//! `PALISADE_DRAIN_DELAY_MS` (how long readiness fails before the server stops accepting on
+//! SIGTERM; default 5000).
 
 use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
 
-use palisade::core::OverloadState;
+use palisade::{
+    core::{ConfigError, OverloadState},
+    health::{Drain, DrainConfig, DrainOutcome},
+};
 use production_server::{Layers, app, limit_connections, serve, shutdown_signal};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -50,6 +55,14 @@ async fn main() -> ExitCode {
         }
     };
     let state = layers.state(Some(listener.handle()));
+    let health = layers.health.handle();
+    let drain = match drain_config().and_then(|config| Drain::new(health.clone(), config)) {
+        Ok(drain) => drain,
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
     println!("listening on http://{local}");
     println!("try:");
     for (method, path) in [
@@ -61,13 +74,36 @@ async fn main() -> ExitCode {
         ("POST", "/admin/dependency/fail"),
         ("POST", "/admin/dependency/heal"),
         ("GET ", "/admin/status"),
+        ("GET ", "/health/live"),
+        ("GET ", "/health/ready"),
+        ("GET ", "/health/startup"),
     ] {
         println!("  {method} http://{local}{path}");
     }
 
-    match serve(listener, app(&layers, state), shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("server stopped cleanly");
+    // A second Ctrl-C during the drain skips the remaining waits (handy at a terminal).
+    let expedite = drain.clone();
+    tokio::spawn(async move {
+        expedite.health().draining().await;
+        let _ = tokio::signal::ctrl_c().await;
+        expedite.expedite();
+    });
+    health.mark_started();
+    // On SIGTERM: readiness fails at once, the server keeps serving for the propagation delay
+    // (so Kubernetes removes the pod from its endpoints), then stops accepting and lets
+    // in-flight requests finish, up to the drain deadline.
+    let server = serve(
+        listener,
+        app(&layers, state),
+        drain.signal(shutdown_signal()),
+    );
+    match drain.run(server).await {
+        Ok(DrainOutcome::Drained) => {
+            tracing::info!("server drained and stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Ok(DrainOutcome::DeadlineExceeded) => {
+            tracing::warn!("drain deadline passed with requests still in flight; exiting");
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -75,4 +111,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The drain sequence's timings: the defaults (5 s propagation delay, 20 s deadline, matching
+/// `deploy/kubernetes/`), with the delay from `PALISADE_DRAIN_DELAY_MS` when set.
+fn drain_config() -> Result<DrainConfig, ConfigError> {
+    let mut config = DrainConfig::default();
+    if let Ok(text) = std::env::var("PALISADE_DRAIN_DELAY_MS") {
+        let millis: u64 = text.parse().map_err(|_| {
+            ConfigError::new(
+                "PALISADE_DRAIN_DELAY_MS",
+                format!("{text:?} is not a number of milliseconds"),
+            )
+        })?;
+        config.propagation_delay = std::time::Duration::from_millis(millis);
+    }
+    Ok(config)
 }

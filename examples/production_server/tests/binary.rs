@@ -14,6 +14,7 @@ use tokio::{
 async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
         .env("PALISADE_ADDR", "127.0.0.1:0")
+        .env("PALISADE_DRAIN_DELAY_MS", "2000")
         // tower-http logs the start of each request at debug: the test waits for it.
         .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
         .env("NO_COLOR", "1")
@@ -81,8 +82,17 @@ async fn answers_and_exits_cleanly_on_sigterm() {
         line.contains("request_id="),
         "log lines carry the request id: {line}"
     );
+    assert_eq!(
+        client.get(&format!("{base}/health/ready")).await.status,
+        200
+    );
     sigterm(&child);
     assert_eq!(slow.await.expect("slow request task").status, 200);
+    // During the propagation delay readiness fails while requests are still served. (A fresh
+    // client: the drain closes keep-alive connections.)
+    let probe = Client::new().get(&format!("{base}/health/ready")).await;
+    assert_eq!(probe.status, 503, "readiness fails first: {}", probe.text());
+    assert_eq!(Client::new().get(&format!("{base}/")).await.status, 200);
 
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await

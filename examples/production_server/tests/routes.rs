@@ -228,3 +228,53 @@ async fn low_priority_requests_are_shed_first_and_admin_routes_never() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn probes_follow_startup_and_report_the_dependency_without_failing_readiness() {
+    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
+    let state = layers.state(None);
+    let (server, client) = (
+        TestServer::start(app(&layers, state.clone())).await,
+        Client::new(),
+    );
+    let live = client.get(&server.url("/health/live")).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.header("content-type"), Some("application/health+json"));
+    assert_eq!(live.header("cache-control"), Some("no-store"));
+    assert_eq!(client.get(&server.url("/livez")).await.status, 200);
+    assert_eq!(
+        client.get(&server.url("/health/startup")).await.status,
+        503,
+        "not started yet"
+    );
+    assert_eq!(
+        client.get(&server.url("/health/ready")).await.status,
+        503,
+        "not started, not ready"
+    );
+
+    layers.health.handle().mark_started();
+    assert_eq!(client.get(&server.url("/health/startup")).await.status, 200);
+    let ready = client.get(&server.url("/health/ready")).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "pass");
+
+    // A failing non-critical dependency shows as `warn` but keeps the pod in rotation. The
+    // check's cached result lives 2 s, so this uses a fresh server whose check has not run.
+    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
+    let state = layers.state(None);
+    let failing = TestServer::start(app(&layers, state.clone())).await;
+    layers.health.handle().mark_started();
+    state.dependency.fail();
+    let warn = client.get(&failing.url("/health/ready")).await;
+    assert_eq!(warn.status, 200, "{}", warn.text());
+    assert_eq!(warn.json()["status"], "warn");
+    assert!(warn.text().contains("dependency"), "{}", warn.text());
+    assert_eq!(
+        client.get(&failing.url("/health/live")).await.status,
+        200,
+        "liveness never checks dependencies"
+    );
+    failing.shutdown().await;
+    server.shutdown().await;
+}
