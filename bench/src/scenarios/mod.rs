@@ -4,6 +4,7 @@
 use crate::scenario::Scenario;
 
 mod baseline;
+mod breaker;
 mod overload;
 mod priority;
 
@@ -13,6 +14,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &baseline::Baseline,
         &overload::Overload,
         &priority::PriorityMix,
+        &breaker::Breaker,
     ]
 }
 

@@ -9,7 +9,8 @@
 //! | `GET /` | hello |
 //! | `GET /api/items`, `GET /api/items/{id}` | JSON catalogue |
 //! | `GET /api/slow?ms=N` | sleeps `N` ms (at most 10 000): load for the limiters |
-//! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken) |
+//! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken), behind a circuit breaker (503 + `Retry-After` while open) |
+//! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `GET /admin/status` | JSON state of the dependency and the limiters |
 //! | `GET /health/live`, `/health/ready`, `/health/startup` (and `/livez`, `/readyz`) | Kubernetes probes, `application/health+json` |
@@ -30,6 +31,7 @@ use axum::{
     serve::{Listener, ListenerExt},
 };
 use palisade::{
+    circuit_breaker::CircuitBreaker,
     concurrency_limit::{
         ConcurrencyLimitLayer, ConnectionLimitConfig, ConnectionLimitListener, LimiterHandle,
         Watermark,
@@ -68,6 +70,8 @@ pub struct AppState {
     pub requests: LimiterHandle,
     /// The connection limiter's state, when the server runs behind one.
     pub connections: Option<LimiterHandle>,
+    /// The circuit breaker guarding the dependency of `/api/flaky`.
+    pub breaker: CircuitBreaker,
 }
 
 /// The Palisade layers of this server, built once: their state is shared by every route and
@@ -86,6 +90,9 @@ pub struct Layers {
     pub health: HealthLayer,
     /// The breakable dependency behind `/api/flaky`, shared with the readiness check.
     pub dependency: Dependency,
+    /// The breaker guarding that dependency: opens after 5 failures in a row (or half of the
+    /// last 100 calls), stays open 10 s, then lets 3 probes through.
+    pub breaker: CircuitBreaker,
 }
 
 impl Layers {
@@ -129,7 +136,13 @@ impl Layers {
                 .non_critical(),
             )
             .build()?;
+        let breaker = CircuitBreaker::builder()
+            .name("dependency")
+            .wait_in_open(Duration::from_secs(10))
+            .automatic_transition(true)
+            .build()?;
         Ok(Self {
+            breaker,
             request_id: RequestIdLayer::new(),
             security_headers: SecurityHeadersLayer::api(),
             load_shed,
@@ -146,6 +159,7 @@ impl Layers {
             started: tokio::time::Instant::now(),
             requests: self.request_limit.handle(),
             connections,
+            breaker: self.breaker.clone(),
         }
     }
 }

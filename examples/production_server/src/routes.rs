@@ -12,7 +12,10 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use palisade::concurrency_limit::LimiterHandle;
+use palisade::{
+    circuit_breaker::{CircuitBreaker, CircuitBreakerLayer},
+    concurrency_limit::LimiterHandle,
+};
 
 use crate::AppState;
 
@@ -52,7 +55,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/items", get(list_items))
         .route("/api/items/{id}", get(get_item))
         .route("/api/slow", get(slow))
-        .route("/api/flaky", get(flaky))
+        // The dependency call is guarded: after repeated failures the breaker opens and answers
+        // 503 + Retry-After at once instead of waiting on a broken dependency.
+        .route(
+            "/api/flaky",
+            get(flaky).route_layer(CircuitBreakerLayer::new(state.breaker.clone())),
+        )
+        .route("/admin/breaker/open", post(force_open))
+        .route("/admin/breaker/close", post(force_close))
+        .route("/admin/breaker/reset", post(reset_breaker))
         .route("/admin/dependency/fail", post(fail_dependency))
         .route("/admin/dependency/heal", post(heal_dependency))
         .route("/admin/status", get(status))
@@ -139,6 +150,35 @@ fn limiter_status(handle: &LimiterHandle) -> serde_json::Value {
     })
 }
 
+fn breaker_status(breaker: &CircuitBreaker) -> serde_json::Value {
+    let snapshot = breaker.snapshot();
+    json!({
+        "name": breaker.name(),
+        "state": snapshot.state.as_str(),
+        "calls_in_window": snapshot.calls,
+        "failures_in_window": snapshot.failures,
+        "failure_rate": snapshot.failure_rate,
+        "consecutive_failures": snapshot.consecutive_failures,
+        "remaining_seconds": snapshot.remaining.map(|d| d.as_secs_f64()),
+        "rejected": snapshot.rejected,
+    })
+}
+
+async fn force_open(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.breaker.force_open();
+    Json(breaker_status(&state.breaker))
+}
+
+async fn force_close(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.breaker.force_closed();
+    Json(breaker_status(&state.breaker))
+}
+
+async fn reset_breaker(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.breaker.reset();
+    Json(breaker_status(&state.breaker))
+}
+
 async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let (calls, failures) = state.dependency.counts();
     Json(json!({
@@ -148,6 +188,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "calls": calls,
             "failures": failures,
         },
+        "breaker": breaker_status(&state.breaker),
         "requests_in_flight": limiter_status(&state.requests),
         "connections": state.connections.as_ref().map(limiter_status),
     }))

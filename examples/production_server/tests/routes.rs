@@ -278,3 +278,44 @@ async fn probes_follow_startup_and_report_the_dependency_without_failing_readine
     failing.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_breaker_opens_on_a_failing_dependency_and_fails_fast() {
+    let (server, client, state) = start().await;
+    client.post(&server.url("/admin/dependency/fail")).await;
+    for _ in 0..5 {
+        assert_eq!(
+            client.get(&server.url("/api/flaky")).await.status,
+            502,
+            "the dependency answers, failing"
+        );
+    }
+    let calls_before = state.dependency.counts().0;
+    let open = client.get(&server.url("/api/flaky")).await;
+    assert_eq!(open.status, 503);
+    assert_eq!(open.json()["reason"], "circuit_open");
+    let retry: u64 = open.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=10).contains(&retry),
+        "the remaining open time, rounded up: {retry}"
+    );
+    assert_eq!(
+        state.dependency.counts().0,
+        calls_before,
+        "an open breaker does not call the dependency"
+    );
+    let status = client.get(&server.url("/admin/status")).await.json();
+    assert_eq!(status["breaker"]["state"], "open");
+
+    // Operators can reset it; with the dependency healed, calls succeed again.
+    client.post(&server.url("/admin/dependency/heal")).await;
+    assert_eq!(
+        client
+            .post(&server.url("/admin/breaker/reset"))
+            .await
+            .json()["state"],
+        "closed"
+    );
+    assert_eq!(client.get(&server.url("/api/flaky")).await.status, 200);
+    server.shutdown().await;
+}
