@@ -5,7 +5,7 @@ use std::{
     borrow::Cow,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -29,6 +29,9 @@ pub(crate) struct Limiter {
     source: OverloadSource,
     /// `1 / max` in fixed point, for publishing utilisation without a division.
     scale: RatioScale,
+    /// The count at the last publication, and how far it may drift before the next one.
+    last_published: AtomicU32,
+    publish_step: u32,
     metrics: Metrics,
     /// A timer is pending to end a deferred exit.
     recheck_pending: AtomicBool,
@@ -64,6 +67,8 @@ impl Limiter {
             mode: settings.mode,
             source,
             scale: RatioScale::new(settings.thresholds.max),
+            last_published: AtomicU32::new(0),
+            publish_step: (settings.thresholds.max / 64).max(1),
             recheck_pending: AtomicBool::new(false),
             resumed: Notify::new(),
         });
@@ -97,7 +102,7 @@ impl Limiter {
         if let Some(transition) = acquired.transition {
             self.report(transition, acquired.count);
         }
-        self.observe();
+        self.observe_after(acquired.count, acquired.transition.is_some());
         match acquired.refused {
             Some(reason) if !acquired.counted => Err(reason),
             _ => Ok(Permit {
@@ -111,9 +116,21 @@ impl Limiter {
         if let Some(transition) = released.transition {
             self.report(transition, released.count);
         }
-        self.observe();
+        self.observe_after(released.count, released.transition.is_some());
         if released.exit_deferred {
             self.schedule_recheck();
+        }
+    }
+
+    /// Publishes after an operation that left `count` behind, unless nothing a reader would
+    /// notice changed: the count moved less than 1/64 of the maximum since the last publication,
+    /// no state changed, and the count is not zero. Readers see the level to within that step
+    /// and the shedding flag and an idle limiter exactly, and the request path skips the
+    /// publication most of the time.
+    fn observe_after(&self, count: u32, transition: bool) {
+        let last = self.last_published.load(Ordering::Relaxed);
+        if transition || count == 0 || count.abs_diff(last) >= self.publish_step {
+            self.observe();
         }
     }
 
@@ -125,6 +142,7 @@ impl Limiter {
         let mut seen = self.state.load();
         loop {
             let (count, shedding) = seen;
+            self.last_published.store(count, Ordering::Relaxed);
             self.source.publish_ratio(count, self.scale, shedding);
             self.metrics.count.set(f64::from(count));
             self.metrics.state.set(if shedding { 1.0 } else { 0.0 });

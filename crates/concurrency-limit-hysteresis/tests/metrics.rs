@@ -150,3 +150,55 @@ async fn observe_only_counts_what_it_would_refuse() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn the_overload_level_is_published_in_steps_and_exactly_at_zero() {
+    let overload = OverloadState::new();
+    // max 640: the level is republished when the count moves by 10 (1/64 of the maximum).
+    let layer = ConcurrencyLimitLayer::builder()
+        .max_in_flight(640)
+        .overload_state(overload.clone())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }));
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        held.push(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        overload.level() < 1e-9,
+        "9 of 640 is within one step of the last publication (0)"
+    );
+    held.push(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        (overload.level() - 10.0 / 640.0).abs() < 1e-3,
+        "{}",
+        overload.level()
+    );
+    held.truncate(1);
+    assert!(
+        (overload.level() - 10.0 / 640.0).abs() < 1e-3,
+        "9 releases stay within the step"
+    );
+    held.clear();
+    assert!(
+        overload.level() < 1e-9,
+        "an idle limiter publishes exactly zero"
+    );
+}
