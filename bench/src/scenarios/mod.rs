@@ -5,6 +5,7 @@ use crate::scenario::Scenario;
 
 mod baseline;
 mod breaker;
+mod bulkhead;
 mod overload;
 mod priority;
 
@@ -15,6 +16,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &overload::Overload,
         &priority::PriorityMix,
         &breaker::Breaker,
+        &bulkhead::NoisyNeighbour,
     ]
 }
 

@@ -6,6 +6,7 @@
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`core`] | `palisade-core` | shared vocabulary: response body with completion guard, RFC 9457 rejections, overload state, priority, route labels |
+//! | [`bulkhead`] | `palisade-bulkhead` | named concurrency pools per route group with a bounded, optionally priority-ordered wait |
 //! | [`circuit_breaker`] | `palisade-circuit-breaker` | closed/open/half-open breaker as a server layer, client layer or guard; per service, route or key |
 //! | [`concurrency_limit`] | `palisade-concurrency-limit-hysteresis` | in-flight request and connection limits with high/low water marks |
 //! | [`health`] | `palisade-health` | Kubernetes probes (live, ready, startup) with cached checks and a drain sequence |
@@ -13,8 +14,7 @@
 //! | [`request_id`] | `palisade-request-id` | request ids that are safe to trust: generated, validated, propagated, logged |
 //! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
 //!
-//! The other layer crates (bulkhead, WebSocket backpressure, telemetry) are added here as they
-//! land.
+//! The other layer crates (WebSocket backpressure, telemetry) are added here as they land.
 //!
 //! # Example
 //!
@@ -26,6 +26,7 @@
 //! assert_eq!(RouteLabel::of(&request).as_str(), "unmatched");
 //! ```
 
+pub use palisade_bulkhead as bulkhead;
 pub use palisade_circuit_breaker as circuit_breaker;
 pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
 pub use palisade_core as core;

@@ -31,6 +31,7 @@ use axum::{
     serve::{Listener, ListenerExt},
 };
 use palisade::{
+    bulkhead::BulkheadLayer,
     circuit_breaker::CircuitBreaker,
     concurrency_limit::{
         ConcurrencyLimitLayer, ConnectionLimitConfig, ConnectionLimitListener, LimiterHandle,
@@ -72,6 +73,10 @@ pub struct AppState {
     pub connections: Option<LimiterHandle>,
     /// The circuit breaker guarding the dependency of `/api/flaky`.
     pub breaker: CircuitBreaker,
+    /// The bulkhead of the `/api` routes.
+    pub api_bulkhead: BulkheadLayer,
+    /// The bulkhead of the `/admin` routes.
+    pub admin_bulkhead: BulkheadLayer,
 }
 
 /// The Palisade layers of this server, built once: their state is shared by every route and
@@ -93,6 +98,10 @@ pub struct Layers {
     /// The breaker guarding that dependency: opens after 5 failures in a row (or half of the
     /// last 100 calls), stays open 10 s, then lets 3 probes through.
     pub breaker: CircuitBreaker,
+    /// `/api`: 40 slots, 20 waiting at most, for at most 1 s.
+    pub api_bulkhead: BulkheadLayer,
+    /// `/admin`: 10 slots of its own, 10 waiting at most.
+    pub admin_bulkhead: BulkheadLayer,
 }
 
 impl Layers {
@@ -141,8 +150,19 @@ impl Layers {
             .wait_in_open(Duration::from_secs(10))
             .automatic_transition(true)
             .build()?;
+        let api_bulkhead = BulkheadLayer::builder("api")
+            .max_concurrent(40)
+            .max_queued(20)
+            .max_wait(Duration::from_secs(1))
+            .build()?;
+        let admin_bulkhead = BulkheadLayer::builder("admin")
+            .max_concurrent(10)
+            .max_queued(10)
+            .build()?;
         Ok(Self {
             breaker,
+            api_bulkhead,
+            admin_bulkhead,
             request_id: RequestIdLayer::new(),
             security_headers: SecurityHeadersLayer::api(),
             load_shed,
@@ -160,6 +180,8 @@ impl Layers {
             requests: self.request_limit.handle(),
             connections,
             breaker: self.breaker.clone(),
+            api_bulkhead: self.api_bulkhead.clone(),
+            admin_bulkhead: self.admin_bulkhead.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use palisade::{
+    bulkhead::BulkheadLayer,
     circuit_breaker::{CircuitBreaker, CircuitBreakerLayer},
     concurrency_limit::LimiterHandle,
 };
@@ -50,8 +51,9 @@ const ITEMS: [Item; 3] = [
 
 /// The application's routes (no middleware).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(index))
+    // Two route groups, each in its own bulkhead: a flood of slow /api requests cannot take the
+    // slots /admin needs.
+    let api = Router::new()
         .route("/api/items", get(list_items))
         .route("/api/items/{id}", get(get_item))
         .route("/api/slow", get(slow))
@@ -61,12 +63,19 @@ pub fn router(state: AppState) -> Router {
             "/api/flaky",
             get(flaky).route_layer(CircuitBreakerLayer::new(state.breaker.clone())),
         )
+        .route_layer(state.api_bulkhead.clone());
+    let admin = Router::new()
         .route("/admin/breaker/open", post(force_open))
         .route("/admin/breaker/close", post(force_close))
         .route("/admin/breaker/reset", post(reset_breaker))
         .route("/admin/dependency/fail", post(fail_dependency))
         .route("/admin/dependency/heal", post(heal_dependency))
         .route("/admin/status", get(status))
+        .route_layer(state.admin_bulkhead.clone());
+    Router::new()
+        .route("/", get(index))
+        .merge(api)
+        .merge(admin)
         .with_state(state)
 }
 
@@ -150,6 +159,16 @@ fn limiter_status(handle: &LimiterHandle) -> serde_json::Value {
     })
 }
 
+fn bulkhead_status(layer: &BulkheadLayer) -> serde_json::Value {
+    let bulkhead = layer.bulkhead();
+    json!({
+        "name": bulkhead.name(),
+        "in_flight": bulkhead.in_flight(),
+        "queued": bulkhead.queued(),
+        "max_concurrent": bulkhead.config().max_concurrent,
+    })
+}
+
 fn breaker_status(breaker: &CircuitBreaker) -> serde_json::Value {
     let snapshot = breaker.snapshot();
     json!({
@@ -189,6 +208,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "failures": failures,
         },
         "breaker": breaker_status(&state.breaker),
+        "bulkheads": [bulkhead_status(&state.api_bulkhead), bulkhead_status(&state.admin_bulkhead)],
         "requests_in_flight": limiter_status(&state.requests),
         "connections": state.connections.as_ref().map(limiter_status),
     }))

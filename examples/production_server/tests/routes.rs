@@ -319,3 +319,36 @@ async fn the_breaker_opens_on_a_failing_dependency_and_fails_fast() {
     assert_eq!(client.get(&server.url("/api/flaky")).await.status, 200);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_api_fills_its_bulkhead_while_admin_keeps_its_own() {
+    let (server, client, state) = start().await;
+    // Critical (the header may lower, never raise; critical is the default) slow requests: the
+    // shedder admits them until about 35 in flight, the api bulkhead runs them in its 40 slots.
+    let slow: Vec<_> = (0..30)
+        .map(|_| {
+            let (client, url) = (Client::new(), server.url("/api/slow?ms=10000"));
+            tokio::spawn(async move { client.get(&url).await })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if state.api_bulkhead.bulkhead().in_flight() == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = client.get(&server.url("/admin/status")).await;
+    assert_eq!(status.status, 200, "admin has slots of its own");
+    let bulkheads = status.json()["bulkheads"].clone();
+    assert_eq!(bulkheads[0]["name"], "api");
+    assert_eq!(bulkheads[0]["in_flight"], 30);
+    assert_eq!(bulkheads[1]["name"], "admin");
+    assert_eq!(
+        bulkheads[1]["in_flight"], 1,
+        "only the status request itself"
+    );
+    for request in slow {
+        request.abort();
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,122 @@
+//! [`ResponseFuture`]: waiting for a slot, then the inner service's future with its permit, or a
+//! rejection.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::Body;
+use palisade_core::ResponseBody;
+use pin_project::pin_project;
+use tower_service::Service;
+
+use crate::bulkhead::{Acquire, Bulkhead, Permit, RejectReason};
+
+/// The response future of [`BulkheadService`](crate::BulkheadService).
+///
+/// Dropping it while it waits for a slot (the client went away) leaves the queue at once.
+#[pin_project]
+pub struct ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    #[pin]
+    kind: Kind<S, Req, S::Future>,
+}
+
+#[pin_project(project = KindProj)]
+enum Kind<S, Req, F> {
+    // Boxed: only requests that wait pay for it, and the future stays small on the fast path.
+    Waiting(Box<Waiting<S, Req>>),
+    Running {
+        #[pin]
+        future: F,
+        // Dropped with the future if the request is cancelled before a response exists.
+        permit: Option<Permit>,
+    },
+    Rejected {
+        bulkhead: Bulkhead,
+        reason: RejectReason,
+    },
+}
+
+struct Waiting<S, Req> {
+    acquire: Acquire,
+    bulkhead: Bulkhead,
+    service: Option<S>,
+    request: Option<Req>,
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    pub(crate) fn running(future: S::Future, permit: Permit) -> Self {
+        Self {
+            kind: Kind::Running {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(bulkhead: Bulkhead, reason: RejectReason) -> Self {
+        Self {
+            kind: Kind::Rejected { bulkhead, reason },
+        }
+    }
+
+    pub(crate) fn waiting(acquire: Acquire, bulkhead: Bulkhead, service: S, request: Req) -> Self {
+        Self {
+            kind: Kind::Waiting(Box::new(Waiting {
+                acquire,
+                bulkhead,
+                service: Some(service),
+                request: Some(request),
+            })),
+        }
+    }
+}
+
+impl<S, Req, B> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<B, Permit>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Waiting(waiting) => match ready!(Pin::new(&mut waiting.acquire).poll(cx))
+                {
+                    Ok(permit) => {
+                        let mut service = waiting.service.take().expect("polled after completion");
+                        let request = waiting.request.take().expect("polled after completion");
+                        let future = service.call(request);
+                        kind.set(Kind::Running {
+                            future,
+                            permit: Some(permit),
+                        });
+                    }
+                    Err(reason) => {
+                        return Poll::Ready(Ok(waiting.bulkhead.rejection(reason).response()));
+                    }
+                },
+                KindProj::Running { future, permit } => {
+                    let response = ready!(future.poll(cx))?;
+                    // The slot now lives until the body ends (or is dropped), not until headers.
+                    return Poll::Ready(Ok(match permit.take() {
+                        Some(permit) => response.map(|body| ResponseBody::with_guard(body, permit)),
+                        None => response.map(ResponseBody::new),
+                    }));
+                }
+                KindProj::Rejected { bulkhead, reason } => {
+                    return Poll::Ready(Ok(bulkhead.rejection(*reason).response()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! [`BulkheadLayer`] and its builder.
+
+use std::{borrow::Cow, time::Duration};
+
+use palisade_core::{ConfigError, EnforcementMode};
+use tower_layer::Layer;
+
+use crate::{bulkhead::Bulkhead, config::BulkheadConfig, service::BulkheadService};
+
+/// Applies a named [`Bulkhead`] to a service; see the [crate docs](crate).
+///
+/// The bulkhead's state is created once, when the layer is built: every service this layer
+/// produces (every route of a `route_layer`, every connection) and every clone of the layer share
+/// the same slots.
+#[derive(Debug, Clone)]
+pub struct BulkheadLayer {
+    bulkhead: Bulkhead,
+}
+
+impl BulkheadLayer {
+    /// A layer with a new bulkhead configured by `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the configuration is invalid (see [`BulkheadConfig::validate`]).
+    pub fn new(config: BulkheadConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bulkhead: Bulkhead::new(config)?,
+        })
+    }
+
+    /// A builder for a bulkhead named `name`, starting from the defaults.
+    pub fn builder(name: impl Into<Cow<'static, str>>) -> BulkheadBuilder {
+        BulkheadBuilder {
+            config: BulkheadConfig::named(name),
+        }
+    }
+
+    /// The bulkhead this layer applies (a shared handle).
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
+    }
+}
+
+impl From<Bulkhead> for BulkheadLayer {
+    fn from(bulkhead: Bulkhead) -> Self {
+        Self { bulkhead }
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = BulkheadService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BulkheadService::new(inner, self.bulkhead.clone())
+    }
+}
+
+/// Builds a [`BulkheadLayer`]; every setter documents its default.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BulkheadBuilder {
+    config: BulkheadConfig,
+}
+
+impl BulkheadBuilder {
+    /// Slots: requests running at once. Default 100.
+    pub fn max_concurrent(mut self, slots: u32) -> Self {
+        self.config.max_concurrent = slots;
+        self
+    }
+
+    /// Requests that may wait for a slot. Default 100; 0 rejects at once when every slot is taken.
+    pub fn max_queued(mut self, waiters: u32) -> Self {
+        self.config.max_queued = waiters;
+        self
+    }
+
+    /// The longest a request waits for a slot. Default 1 s; 0 rejects at once.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.config.max_wait = wait;
+        self
+    }
+
+    /// Serve waiters by [`Priority`](palisade_core::Priority), highest first. Default false (FIFO).
+    pub fn priority_ordering(mut self, enabled: bool) -> Self {
+        self.config.priority_ordering = enabled;
+        self
+    }
+
+    /// `Retry-After` of rejections. Default 1 s.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.config.retry_after = delay;
+        self
+    }
+
+    /// Random extra `Retry-After`. Default 0.
+    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
+        self.config.retry_after_jitter = jitter;
+        self
+    }
+
+    /// Enforce or only observe. Default enforce.
+    pub fn mode(mut self, mode: EnforcementMode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &BulkheadConfig {
+        &self.config
+    }
+
+    /// Validates and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`BulkheadLayer::new`].
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        BulkheadLayer::new(self.config)
+    }
+}

@@ -1,0 +1,88 @@
+//! [`BulkheadService`]: the service the layer produces.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use palisade_core::{Priority, ResponseBody};
+use tower_service::Service;
+
+use crate::{
+    bulkhead::{Bulkhead, Permit},
+    future::ResponseFuture,
+};
+
+/// Admits, queues or rejects each request in `call`; see the [crate docs](crate).
+pub struct BulkheadService<S> {
+    inner: S,
+    bulkhead: Bulkhead,
+}
+
+impl<S: Clone> Clone for BulkheadService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            bulkhead: self.bulkhead.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for BulkheadService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkheadService")
+            .field("inner", &self.inner)
+            .field("bulkhead", &self.bulkhead)
+            .finish()
+    }
+}
+
+impl<S> BulkheadService<S> {
+    pub(crate) fn new(inner: S, bulkhead: Bulkhead) -> Self {
+        Self { inner, bulkhead }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The bulkhead applied.
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BulkheadService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody, Permit>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Admission is decided in `call` (DESIGN.md decision 1).
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // Fast path: a free slot and nobody waiting, one compare-and-swap.
+        if let Some(permit) = self.bulkhead.try_acquire() {
+            return ResponseFuture::running(self.inner.call(request), permit);
+        }
+        let mut acquire = self.bulkhead.acquire(Priority::of(&request));
+        match acquire.take_ready() {
+            Some(Ok(permit)) => ResponseFuture::running(self.inner.call(request), permit),
+            Some(Err(reason)) => ResponseFuture::rejected(self.bulkhead.clone(), reason),
+            None => {
+                // The request waits: take the service that was polled ready with it, and leave a
+                // clone in its place (tower's usual pattern).
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(acquire, self.bulkhead.clone(), service, request)
+            }
+        }
+    }
+}
