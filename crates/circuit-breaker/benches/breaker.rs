@@ -17,17 +17,14 @@
 //! `cargo bench -p palisade-circuit-breaker --bench breaker`
 
 use std::{
-    convert::Infallible,
     hint::black_box,
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
-use http_body_util::Full;
 use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use palisade_testkit::bench::{Inner, contended, drive, inner};
+use tower::Layer;
 
 const WINDOW: u32 = 100;
 
@@ -54,17 +51,6 @@ fn recloser() -> recloser::Recloser {
         .half_open_len(3)
         .open_wait(Duration::from_secs(30))
         .build()
-}
-
-type Inner = tower::util::ServiceFn<
-    fn(Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
->;
-
-fn inner() -> Inner {
-    fn handle(_: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
-        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
-    }
-    service_fn(handle as fn(_) -> _)
 }
 
 fn palisade_service(
@@ -117,46 +103,6 @@ fn two_threads<T: Sync>(state: &T, n: u64, run: fn(&T, u64) -> Duration) -> Dura
         b.join().expect("thread");
     });
     start.elapsed()
-}
-
-async fn drive<S, B>(mut svc: S, iters: u64) -> Duration
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-{
-    let start = Instant::now();
-    for _ in 0..iters {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
-        drop(black_box(response));
-    }
-    start.elapsed()
-}
-
-/// Two tasks on two worker threads, each with its own clone of the service (as axum clones a
-/// route's service per connection), sharing the breaker.
-fn contended<S, B>(rt: &tokio::runtime::Runtime, svc: &S, iters: u64) -> Duration
-where
-    S: Service<Request<()>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: std::fmt::Debug,
-    B: Send + 'static,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..2)
-            .map(|_| tokio::spawn(drive(svc.clone(), iters / 2 + 1)))
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        start.elapsed()
-    })
 }
 
 fn guards(c: &mut Criterion) {

@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+pub mod bench;
+
 use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
