@@ -8,6 +8,11 @@ use crate::cmd::{cargo, is_root, on_path, run, workspace_root};
 const SYSTEM_TOOLS: &[(&str, &str, &str)] = &[
     // (program, Debian package, which tests need it)
     ("kill", "procps", "the example server's SIGTERM test"),
+    (
+        "promtool",
+        "prometheus",
+        "the /metrics exposition and alert-rule checks",
+    ),
 ];
 
 /// cargo-deny, pinned: installing it builds it from source (about 3.5 minutes on 2 cores).
