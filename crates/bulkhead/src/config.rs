@@ -38,16 +38,16 @@ pub struct BulkheadConfig {
     /// Requests that may wait for a slot.
     pub max_queued: u32,
     /// The longest a request may wait for a slot.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub max_wait: Duration,
     /// Serve waiting requests in [`Priority`](palisade_core::Priority) order (highest first), FIFO
     /// within a class. When false, one FIFO queue for all.
     pub priority_ordering: bool,
     /// `Retry-After` on rejections.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after: Duration,
     /// Random extra `Retry-After`, so rejected clients do not return in lockstep.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after_jitter: Duration,
     /// Enforce, or only observe.
     pub mode: EnforcementMode,
@@ -134,19 +134,6 @@ impl BulkheadConfig {
     /// Whether a request that finds every slot taken may wait at all.
     pub(crate) fn queues(&self) -> bool {
         self.max_queued > 0 && !self.max_wait.is_zero()
-    }
-}
-
-#[cfg(feature = "serde")]
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds (`max_wait = 0.25`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

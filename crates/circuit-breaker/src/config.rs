@@ -33,7 +33,7 @@ pub enum SlidingWindow {
     /// (a bucket leaves the window as a whole).
     Time {
         /// How far back.
-        #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+        #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
         duration: Duration,
         /// Into how many buckets the duration is split.
         buckets: u32,
@@ -132,17 +132,17 @@ pub struct CircuitBreakerConfig {
     /// Failures in a row that open the breaker whatever the window holds; 0 turns it off.
     pub consecutive_failures: u32,
     /// Calls at least this long are slow; zero turns slow-call detection off.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub slow_call_duration: Duration,
     /// Slow share of the window that opens the breaker, in `(0, 1]`.
     pub slow_call_rate_threshold: f64,
     /// How long an open breaker rejects calls before it lets probes through.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub wait_in_open: Duration,
     /// Factor applied to the open wait after each failed recovery (1.0: fixed wait).
     pub open_backoff_multiplier: f64,
     /// The longest open wait the backoff grows to.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub max_wait_in_open: Duration,
     /// Random spread of each open wait: ± this fraction, in `[0, 1)`.
     pub open_wait_jitter: f64,
@@ -151,7 +151,7 @@ pub struct CircuitBreakerConfig {
     /// Successful probes that close the breaker.
     pub success_threshold: u32,
     /// The longest half-open period before the breaker reopens; zero for no limit.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub max_wait_in_half_open: Duration,
     /// Move from open to half-open (and out of a timed-out half-open) by timer, so that the state
     /// is current even without calls. Needs a tokio runtime when the breaker opens; without one
@@ -160,13 +160,13 @@ pub struct CircuitBreakerConfig {
     /// `ObserveOnly` starts the breaker in the metrics-only state.
     pub mode: EnforcementMode,
     /// Random extra `Retry-After` added to server rejections.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after_jitter: Duration,
     /// Per-route and per-key scopes: the most breakers kept; calls for further keys share one
     /// overflow breaker (`name:_overflow`) until idle ones are evicted.
     pub max_breakers: u32,
     /// Per-route and per-key scopes: a breaker unused this long may be evicted to make room.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub idle_timeout: Duration,
 }
 
@@ -370,19 +370,6 @@ impl Settings {
 
     pub(crate) fn half_open_max_ms(&self) -> Option<u64> {
         self.max_wait_in_half_open.map(millis)
-    }
-}
-
-#[cfg(feature = "serde")]
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds (`wait_in_open = 30`, `slow_call_duration = 0.5`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

@@ -127,15 +127,15 @@ pub struct ConcurrencyLimitConfig {
     /// Where shedding stops.
     pub low_water: Watermark,
     /// The least time spent shedding once it starts.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub min_shedding_dwell: Duration,
     /// Whether `CriticalPlus` requests may use the headroom between high water and the maximum.
     pub critical_reserve: bool,
     /// `Retry-After` on rejections.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after: Duration,
     /// Random extra `Retry-After`, so rejected clients do not return in lockstep.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after_jitter: Duration,
     /// Enforce, or only observe.
     pub mode: EnforcementMode,
@@ -227,7 +227,7 @@ pub struct ConnectionLimitConfig {
     /// What to do above the mark.
     pub policy: OverLimitPolicy,
     /// `Retry-After` of the canned 503.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after: Duration,
     /// How many refused connections may be answered at once.
     pub max_rejecting: u32,
@@ -279,19 +279,6 @@ fn validate_name(name: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new("name", "must be 1 to 64 characters"));
     }
     Ok(())
-}
-
-#[cfg(feature = "serde")]
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds (`retry_after = 5`, `min_shedding_dwell = 0.5`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@
 
 mod body;
 mod config;
+#[cfg(feature = "serde")]
+pub mod duration_secs;
 mod guard;
 mod overload;
 mod peer;

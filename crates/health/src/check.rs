@@ -85,7 +85,7 @@ pub enum Schedule {
     /// `2 × period + timeout` (the task is stuck or gone) counts as failed.
     Background {
         /// Time between the starts of two runs.
-        #[cfg_attr(feature = "serde", serde(with = "crate::config::duration_secs"))]
+        #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
         period: Duration,
     },
     /// When a probe needs it: the result is cached for `ttl` after the run ends, and concurrent
@@ -93,7 +93,7 @@ pub enum Schedule {
     /// concurrent probes.
     OnDemand {
         /// How long a result is reused.
-        #[cfg_attr(feature = "serde", serde(with = "crate::config::duration_secs"))]
+        #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
         ttl: Duration,
     },
 }

@@ -178,10 +178,10 @@ impl HealthConfig {
 )]
 pub struct DrainConfig {
     /// Time between failing readiness and no longer accepting connections.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub propagation_delay: Duration,
     /// Time in-flight requests get once the server no longer accepts connections.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub deadline: Duration,
 }
 
@@ -228,19 +228,6 @@ impl DrainConfig {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(feature = "serde")]
-pub(crate) mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds (`propagation_delay = 5`, `ttl = 0.5`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

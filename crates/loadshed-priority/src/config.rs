@@ -124,7 +124,7 @@ pub struct LoadShedConfig {
     /// This layer's own in-flight count that counts as fully loaded.
     pub max_queue_depth: u32,
     /// `Retry-After` of shed requests.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after: Duration,
     /// Enforce, or only observe.
     pub mode: EnforcementMode,
@@ -201,17 +201,5 @@ impl LoadShedConfig {
             return Err(ConfigError::new("max_queue_depth", "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-#[cfg(feature = "serde")]
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
