@@ -1,7 +1,28 @@
 //! Palisade: Tower middleware that makes hyper/axum HTTP/1.1 servers hold up in production.
 //!
-//! This umbrella crate re-exports every Palisade crate under one name, so one dependency gives the
-//! whole suite. Each crate is also usable alone.
+//! One dependency, one call: [`preset::production`] builds every layer in the right order,
+//! [`Stack::apply`] puts them on your existing `Router`, and [`serve`] runs it with a connection
+//! limit, client timeouts, header limits and a Kubernetes-grade drain on SIGTERM. The whole
+//! stack reads from one `palisade.toml` with environment overrides ([`PalisadeConfig::load`]).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use palisade::{PalisadeConfig, Stack};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = PalisadeConfig::load()?; // palisade.toml + PALISADE_*__* overrides
+//!     let stack = Stack::builder().config(config).build()?;
+//!     let app = stack.apply(Router::new().route("/", get(|| async { "hello" })));
+//!     let listener = stack.bind().await?;
+//!     stack.health().mark_started();
+//!     let report = palisade::serve(listener, app, stack.server_config()).await?;
+//!     println!("{report}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Each layer crate is re-exported and usable alone:
 //!
 //! | module | crate | what it is |
 //! |---|---|---|
@@ -13,19 +34,16 @@
 //! | [`loadshed`] | `palisade-loadshed-priority` | priority classification and graduated shedding, lowest class first |
 //! | [`request_id`] | `palisade-request-id` | request ids that are safe to trust: generated, validated, propagated, logged |
 //! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
-//!
-//! The other layer crates (WebSocket backpressure, telemetry) are added here as they land.
-//!
-//! # Example
-//!
-//! ```
-//! use palisade::core::{Priority, RouteLabel};
-//!
-//! let request = http::Request::get("/anything").body(()).unwrap();
-//! assert_eq!(Priority::of(&request), Priority::Critical);
-//! assert_eq!(RouteLabel::of(&request).as_str(), "unmatched");
-//! ```
 
+mod config;
+pub mod preset;
+mod serve;
+mod stack;
+
+pub use config::{
+    CONFIG_FILE_ENV, DEFAULT_ADDR, ENV_PREFIX, LayerToggles, LoadError, MIN_HEADER_BYTES,
+    PalisadeConfig, RequestLimits, ServerConfig,
+};
 pub use palisade_bulkhead as bulkhead;
 pub use palisade_circuit_breaker as circuit_breaker;
 pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
@@ -34,6 +52,8 @@ pub use palisade_health as health;
 pub use palisade_loadshed_priority as loadshed;
 pub use palisade_request_id as request_id;
 pub use palisade_security_headers as security_headers;
+pub use serve::{ServeReport, serve, serve_with_shutdown, shutdown_signal};
+pub use stack::{Stack, StackBuilder};
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -1,20 +1,14 @@
 //! `cargo run --release -p production_server`: the Palisade example service.
 //!
-//! Environment: `PALISADE_ADDR` (default `127.0.0.1:8080`), `RUST_LOG` (default `info`),
-//! `PALISADE_DRAIN_DELAY_MS` (how long readiness fails before the server stops accepting on
-//! SIGTERM; default 5000).
+//! Configuration: `palisade.toml` beside this crate (compiled in), then the file named by
+//! `PALISADE_CONFIG` (or `./palisade.toml`), then `PALISADE_*__*` variables such as
+//! `PALISADE_CONCURRENCY__MAX_IN_FLIGHT=500`. `PALISADE_ADDR` (default `127.0.0.1:8080`) is
+//! where it listens; `RUST_LOG` (default `info`) what it logs.
 
-use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
+use std::{io::IsTerminal, process::ExitCode};
 
-use palisade::{
-    core::{ConfigError, OverloadState},
-    health::{Drain, DrainConfig, DrainOutcome},
-};
-use production_server::{Layers, app, limit_connections, serve, shutdown_signal};
-use tokio::net::TcpListener;
+use palisade::core::OverloadState;
 use tracing_subscriber::EnvFilter;
-
-const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,43 +20,30 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
 
-    let addr = std::env::var("PALISADE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
-    let addr: SocketAddr = match addr.parse() {
-        Ok(addr) => addr,
+    let built = production_server::config()
+        .map_err(|err| err.to_string())
+        .and_then(|config| {
+            production_server::build(config, OverloadState::global())
+                .map_err(|err| format!("configuration error: {err}"))
+        });
+    let (stack, state) = match built {
+        Ok(built) => built,
         Err(err) => {
-            eprintln!(
-                "PALISADE_ADDR={addr:?} is not a socket address such as {DEFAULT_ADDR}: {err}"
-            );
+            eprintln!("{err}");
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind(addr).await {
+    let listener = match stack.bind().await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("cannot listen on {addr}: {err}");
+            eprintln!("{err}");
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().unwrap_or(addr);
-    let overload = OverloadState::global();
-    let (listener, layers) = match limit_connections(listener, overload)
-        .and_then(|listener| Ok((listener, Layers::new(overload)?)))
-    {
-        Ok(built) => built,
-        Err(err) => {
-            eprintln!("invalid configuration: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let state = layers.state(Some(listener.handle()));
-    let health = layers.health.handle();
-    let drain = match drain_config().and_then(|config| Drain::new(health.clone(), config)) {
-        Ok(drain) => drain,
-        Err(err) => {
-            eprintln!("invalid configuration: {err}");
-            return ExitCode::from(2);
-        }
-    };
+    let local = listener.local_addr().map_or_else(
+        |_| stack.server_config().addr.to_string(),
+        |a| a.to_string(),
+    );
     println!("listening on http://{local}");
     println!("try:");
     for (method, path) in [
@@ -81,29 +62,14 @@ async fn main() -> ExitCode {
         println!("  {method} http://{local}{path}");
     }
 
-    // A second Ctrl-C during the drain skips the remaining waits (handy at a terminal).
-    let expedite = drain.clone();
-    tokio::spawn(async move {
-        expedite.health().draining().await;
-        let _ = tokio::signal::ctrl_c().await;
-        expedite.expedite();
-    });
-    health.mark_started();
+    let app = production_server::app(&stack, state);
+    stack.health().mark_started();
     // On SIGTERM: readiness fails at once, the server keeps serving for the propagation delay
     // (so Kubernetes removes the pod from its endpoints), then stops accepting and lets
-    // in-flight requests finish, up to the drain deadline.
-    let server = serve(
-        listener,
-        app(&layers, state),
-        drain.signal(shutdown_signal()),
-    );
-    match drain.run(server).await {
-        Ok(DrainOutcome::Drained) => {
-            tracing::info!("server drained and stopped cleanly");
-            ExitCode::SUCCESS
-        }
-        Ok(DrainOutcome::DeadlineExceeded) => {
-            tracing::warn!("drain deadline passed with requests still in flight; exiting");
+    // in-flight requests finish, up to the drain deadline. A second Ctrl-C skips the waits.
+    match palisade::serve(listener, app, stack.server_config()).await {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -111,20 +77,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The drain sequence's timings: the defaults (5 s propagation delay, 20 s deadline, matching
-/// `deploy/kubernetes/`), with the delay from `PALISADE_DRAIN_DELAY_MS` when set.
-fn drain_config() -> Result<DrainConfig, ConfigError> {
-    let mut config = DrainConfig::default();
-    if let Ok(text) = std::env::var("PALISADE_DRAIN_DELAY_MS") {
-        let millis: u64 = text.parse().map_err(|_| {
-            ConfigError::new(
-                "PALISADE_DRAIN_DELAY_MS",
-                format!("{text:?} is not a number of milliseconds"),
-            )
-        })?;
-        config.propagation_delay = std::time::Duration::from_millis(millis);
-    }
-    Ok(config)
 }

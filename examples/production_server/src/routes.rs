@@ -16,6 +16,7 @@ use palisade::{
     bulkhead::BulkheadLayer,
     circuit_breaker::{CircuitBreaker, CircuitBreakerLayer},
     concurrency_limit::LimiterHandle,
+    core::OverloadState,
 };
 
 use crate::AppState;
@@ -147,6 +148,18 @@ async fn heal_dependency(State(state): State<AppState>) -> Json<serde_json::Valu
     Json(json!({ "dependency": "healthy" }))
 }
 
+/// The shared overload signal: each source (`global`: requests in flight, `listener`: open
+/// connections) with its utilisation and whether it is shedding.
+fn overload_status(overload: &OverloadState) -> serde_json::Value {
+    let snapshot = overload.snapshot();
+    let sources: Vec<_> = overload
+        .sources()
+        .into_iter()
+        .map(|s| json!({ "name": s.name, "level": s.level, "overloaded": s.overloaded }))
+        .collect();
+    json!({ "level": snapshot.level, "overloaded": snapshot.overloaded, "sources": sources })
+}
+
 fn limiter_status(handle: &LimiterHandle) -> serde_json::Value {
     let thresholds = handle.thresholds();
     json!({
@@ -209,7 +222,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         },
         "breaker": breaker_status(&state.breaker),
         "bulkheads": [bulkhead_status(&state.api_bulkhead), bulkhead_status(&state.admin_bulkhead)],
-        "requests_in_flight": limiter_status(&state.requests),
-        "connections": state.connections.as_ref().map(limiter_status),
+        "requests_in_flight": state.requests.as_ref().map(limiter_status),
+        "overload": overload_status(&state.overload),
     }))
 }

@@ -14,7 +14,7 @@ use tokio::{
 async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
         .env("PALISADE_ADDR", "127.0.0.1:0")
-        .env("PALISADE_DRAIN_DELAY_MS", "2000")
+        .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
         // tower-http logs the start of each request at debug: the test waits for it.
         .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
         .env("NO_COLOR", "1")
@@ -109,5 +109,15 @@ async fn a_bad_address_is_a_clear_error() {
         .await
         .expect("run production_server");
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("PALISADE_ADDR"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PALISADE_ADDR"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_production_server"))
+        .env("PALISADE_CONCURRENCY__LOW_WATER", "0.9")
+        .output()
+        .await
+        .expect("run production_server");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("concurrency.low_water"), "{stderr}");
 }

@@ -3,14 +3,28 @@
 use std::time::Duration;
 
 use palisade::core::OverloadState;
+use palisade::{PalisadeConfig, Stack, concurrency_limit::LimiterHandle};
 use palisade_testkit::{Client, TestServer};
-use production_server::{AppState, Layers, MAX_IN_FLIGHT, app};
+use production_server::{AppState, DEMO_CONFIG, app, build};
+
+/// The example's in-flight limit (its `palisade.toml`).
+const MAX_IN_FLIGHT: u32 = 50;
+
+/// The example's stack and state, as its binary builds them (without environment overrides),
+/// on a private overload signal.
+fn demo(overload: &OverloadState) -> (Stack, AppState) {
+    let config = PalisadeConfig::from_toml(DEMO_CONFIG).expect("the demo config is valid");
+    build(config, overload).expect("valid stack")
+}
+
+fn requests(state: &AppState) -> &LimiterHandle {
+    state.requests.as_ref().expect("the in-flight limit is on")
+}
 
 async fn start() -> (TestServer, Client, AppState) {
-    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
-    let state = layers.state(None);
+    let (stack, state) = demo(&OverloadState::new());
     (
-        TestServer::start(app(&layers, state.clone())).await,
+        TestServer::start(app(&stack, state.clone())).await,
         Client::new(),
         state,
     )
@@ -134,15 +148,15 @@ async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
         })
         .collect();
     for _ in 0..2000 {
-        if state.requests.count() >= 35 {
+        if requests(&state).count() >= 35 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
-        (35..=40).contains(&state.requests.count()),
+        (35..=40).contains(&requests(&state).count()),
         "{}",
-        state.requests.count()
+        requests(&state).count()
     );
     let shed = client
         .get_with_header(&server.url("/api/items"), "x-priority", "sheddable")
@@ -163,7 +177,7 @@ async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
         request.abort();
     }
     for _ in 0..2000 {
-        if state.requests.count() == 0 {
+        if requests(&state).count() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -186,10 +200,9 @@ async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_priority_requests_are_shed_first_and_admin_routes_never() {
     let overload = OverloadState::new();
-    let layers = Layers::new(&overload).expect("valid layers");
-    let state = layers.state(None);
+    let (stack, state) = demo(&overload);
     let (server, client) = (
-        TestServer::start(app(&layers, state.clone())).await,
+        TestServer::start(app(&stack, state.clone())).await,
         Client::new(),
     );
     // 30 slow requests: 60% of the limit, where the shedder already sheds every `sheddable`
@@ -201,12 +214,12 @@ async fn low_priority_requests_are_shed_first_and_admin_routes_never() {
         })
         .collect();
     for _ in 0..2000 {
-        if state.requests.count() == 30 {
+        if requests(&state).count() == 30 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(state.requests.count(), 30);
+    assert_eq!(requests(&state).count(), 30);
     assert!(
         (overload.level() - 0.6).abs() < 0.01,
         "the limiter publishes 30/50: {:?}",
@@ -231,10 +244,9 @@ async fn low_priority_requests_are_shed_first_and_admin_routes_never() {
 
 #[tokio::test]
 async fn probes_follow_startup_and_report_the_dependency_without_failing_readiness() {
-    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
-    let state = layers.state(None);
+    let (stack, state) = demo(&OverloadState::new());
     let (server, client) = (
-        TestServer::start(app(&layers, state.clone())).await,
+        TestServer::start(app(&stack, state.clone())).await,
         Client::new(),
     );
     let live = client.get(&server.url("/health/live")).await;
@@ -253,7 +265,7 @@ async fn probes_follow_startup_and_report_the_dependency_without_failing_readine
         "not started, not ready"
     );
 
-    layers.health.handle().mark_started();
+    stack.health().mark_started();
     assert_eq!(client.get(&server.url("/health/startup")).await.status, 200);
     let ready = client.get(&server.url("/health/ready")).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
@@ -261,10 +273,9 @@ async fn probes_follow_startup_and_report_the_dependency_without_failing_readine
 
     // A failing non-critical dependency shows as `warn` but keeps the pod in rotation. The
     // check's cached result lives 2 s, so this uses a fresh server whose check has not run.
-    let layers = Layers::new(&OverloadState::new()).expect("valid layers");
-    let state = layers.state(None);
-    let failing = TestServer::start(app(&layers, state.clone())).await;
-    layers.health.handle().mark_started();
+    let (stack, state) = demo(&OverloadState::new());
+    let failing = TestServer::start(app(&stack, state.clone())).await;
+    stack.health().mark_started();
     state.dependency.fail();
     let warn = client.get(&failing.url("/health/ready")).await;
     assert_eq!(warn.status, 200, "{}", warn.text());
@@ -351,4 +362,13 @@ async fn a_flood_on_api_fills_its_bulkhead_while_admin_keeps_its_own() {
         request.abort();
     }
     server.shutdown().await;
+}
+
+#[test]
+fn the_demo_config_spells_out_the_api_security_preset() {
+    let config = PalisadeConfig::from_toml(DEMO_CONFIG).unwrap();
+    assert_eq!(
+        config.security_headers,
+        palisade::security_headers::Config::api()
+    );
 }

@@ -1,0 +1,474 @@
+//! The whole stack as data: one `palisade.toml` with environment overrides.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment, Metadata, Profile, Provider,
+    providers::{Env, Format, Toml},
+};
+use palisade_bulkhead::BulkheadConfig;
+use palisade_circuit_breaker::CircuitBreakerConfig;
+use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitConfig, ConnectionLimitConfig};
+use palisade_core::{ConfigError, OverloadState};
+use palisade_health::{DrainConfig, HealthConfig, HealthHandle};
+use palisade_loadshed_priority::LoadShedConfig;
+use palisade_request_id::Config as RequestIdConfig;
+use palisade_security_headers::Config as SecurityHeadersConfig;
+
+/// The environment variable naming the configuration file read by [`PalisadeConfig::load`].
+pub const CONFIG_FILE_ENV: &str = "PALISADE_CONFIG";
+/// The prefix of environment overrides: `PALISADE_<SECTION>__<KEY>=value`, with `__` between
+/// the levels of the key (`PALISADE_CONCURRENCY__MAX_IN_FLIGHT=500`,
+/// `PALISADE_SERVER__CONNECTIONS__MAX_CONNECTIONS=2000`). `PALISADE_ADDR` is short for
+/// `PALISADE_SERVER__ADDR`. Variables without `__` (such as `PALISADE_CONFIG`) are not keys.
+pub const ENV_PREFIX: &str = "PALISADE_";
+
+/// The whole Palisade stack as one configuration: what `palisade.toml` holds.
+///
+/// Every section and key is optional; what is left out keeps its documented default, and an
+/// unknown key is an error (a typo must not silently leave a default in force). Durations are in
+/// seconds (`retry_after = 2`, `max_wait = 0.25`). The repository's `palisade.example.toml` lists
+/// every key with its default.
+///
+/// | section | type | what it configures |
+/// |---|---|---|
+/// | `[server]` | [`ServerConfig`] | address, HTTP/1.1 limits, connection limit, drain |
+/// | `[layers]` | [`LayerToggles`] | which layers of the stack are on |
+/// | `[request_id]` | [`palisade_request_id::Config`] | request ids |
+/// | `[security_headers]` | [`palisade_security_headers::Config`] | response security headers |
+/// | `[health]` | [`HealthConfig`] | probe paths, details, overload policy |
+/// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
+/// | `[load_shed]` | [`LoadShedConfig`] | priority classes and shedding curve |
+/// | `[limits]` | [`RequestLimits`] | request timeout and body size (tower-http) |
+/// | `[bulkheads.<name>]` | [`BulkheadConfig`] | named per-route pools, see [`Stack::bulkhead`](crate::Stack::bulkhead) |
+/// | `[circuit_breakers.<name>]` | [`CircuitBreakerConfig`] | named breakers, see [`Stack::circuit_breaker`](crate::Stack::circuit_breaker) |
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PalisadeConfig {
+    /// The listener, HTTP/1.1 settings, connection limit and drain.
+    pub server: ServerConfig,
+    /// Which layers are on.
+    pub layers: LayerToggles,
+    /// Request ids.
+    pub request_id: RequestIdConfig,
+    /// Security headers.
+    pub security_headers: SecurityHeadersConfig,
+    /// Health probes.
+    pub health: HealthConfig,
+    /// The global in-flight request limit.
+    pub concurrency: ConcurrencyLimitConfig,
+    /// Priority load shedding.
+    pub load_shed: LoadShedConfig,
+    /// Request timeout and body limit.
+    pub limits: RequestLimits,
+    /// Bulkheads by name (the table key is the bulkhead's name).
+    pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    /// Circuit breakers by name (the table key is the breaker's name).
+    pub circuit_breakers: BTreeMap<String, CircuitBreakerConfig>,
+}
+
+/// Which layers of the preset stack are on. All are on by default; turning one off removes it
+/// from the stack entirely (to keep a layer but not enforce it, set its `mode = "observe_only"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(clippy::struct_excessive_bools)] // one switch per layer is the point
+pub struct LayerToggles {
+    /// The connection limit on the listener ([`serve`](crate::serve)).
+    pub connection_limit: bool,
+    /// Request ids.
+    pub request_id: bool,
+    /// Security headers.
+    pub security_headers: bool,
+    /// Health probes.
+    pub health: bool,
+    /// The global in-flight limit.
+    pub concurrency: bool,
+    /// Priority load shedding.
+    pub load_shed: bool,
+    /// The request timeout.
+    pub timeout: bool,
+    /// The request body limit.
+    pub body_limit: bool,
+}
+
+impl Default for LayerToggles {
+    fn default() -> Self {
+        Self {
+            connection_limit: true,
+            request_id: true,
+            security_headers: true,
+            health: true,
+            concurrency: true,
+            load_shed: true,
+            timeout: true,
+            body_limit: true,
+        }
+    }
+}
+
+/// Limits on each request, enforced by tower-http's layers.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `timeout` | 30 s | a request still running after this is answered `503` (tower-http `TimeoutLayer`) |
+/// | `max_body_bytes` | 2 MiB | larger request bodies are answered `413` (tower-http `RequestBodyLimitLayer`) |
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestLimits {
+    /// The longest a request may run.
+    #[serde(with = "palisade_core::duration_secs")]
+    pub timeout: Duration,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl RequestLimits {
+    /// Checks the limits.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a zero timeout or a zero body size.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new("timeout", "must be more than 0 seconds"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// How [`serve`](crate::serve) runs the server: the address, HTTP/1.1 settings that defend against
+/// slow and hostile clients, the connection limit and the drain sequence.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `addr` | `127.0.0.1:8080` | where [`Stack::bind`](crate::Stack::bind) listens (`PALISADE_ADDR` overrides) |
+/// | `header_read_timeout` | 10 s | from the first byte of a request to the end of its headers; a client slower than this (slowloris) is disconnected |
+/// | `idle_timeout` | 75 s | a keep-alive connection idle this long is closed; keep it above your load balancer's idle timeout (60 s for most), or the balancer may reuse a connection the server is closing |
+/// | `keep_alive` | true | HTTP/1.1 persistent connections |
+/// | `max_requests_per_connection` | none | after this many requests a connection is closed (`Connection: close`), so long-lived clients rebalance across replicas |
+/// | `max_header_bytes` | 16 KiB | request line plus headers; more is answered `431` |
+/// | `max_headers` | 100 | header fields per request; more is answered `431` (100 is hyper's default; any other value costs a heap allocation per request) |
+/// | `connections` | max 10 000 | the connection limit on the listener ([`ConnectionLimitConfig`]) |
+/// | `drain` | 5 s / 20 s | the shutdown sequence ([`DrainConfig`]: propagation delay, deadline) |
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The listening address.
+    pub addr: SocketAddr,
+    /// The longest a client may take to send a request's headers, from its first byte.
+    #[serde(with = "palisade_core::duration_secs")]
+    pub header_read_timeout: Duration,
+    /// The longest a keep-alive connection may stay idle between requests.
+    #[serde(with = "palisade_core::duration_secs")]
+    pub idle_timeout: Duration,
+    /// Whether connections are kept alive between requests.
+    pub keep_alive: bool,
+    /// Requests served on one connection before it is closed; none for no limit.
+    pub max_requests_per_connection: Option<NonZeroU32>,
+    /// The largest request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// The most header fields in a request.
+    pub max_headers: usize,
+    /// The connection limit (on when `layers.connection_limit` is).
+    pub connections: ConnectionLimitConfig,
+    /// The shutdown sequence.
+    pub drain: DrainConfig,
+    /// Whether the connection limit is applied (set from `layers.connection_limit`).
+    #[serde(skip)]
+    pub limit_connections: bool,
+    /// The health state the drain sequence fails readiness on. Default: a private one (set by
+    /// [`Stack::server_config`](crate::Stack::server_config) to the stack's health layer).
+    #[serde(skip)]
+    pub health: Option<HealthHandle>,
+    /// Where the connection limit publishes. Default: [`OverloadState::global`].
+    #[serde(skip)]
+    pub overload: Option<OverloadState>,
+}
+
+/// The default listening address.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+
+/// The smallest `max_header_bytes` accepted: hyper's smallest read buffer.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            keep_alive: true,
+            max_requests_per_connection: None,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            connections: ConnectionLimitConfig::default(),
+            drain: DrainConfig::default(),
+            limit_connections: true,
+            health: None,
+            overload: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the key: a zero timeout, a header size below 8 KiB (hyper's
+    /// smallest buffer) or above 1 MiB, no headers allowed, or an invalid connection limit or
+    /// drain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.header_read_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "header_read_timeout",
+                "must be more than 0 seconds",
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "idle_timeout",
+                "must be more than 0 seconds",
+            ));
+        }
+        if !(MIN_HEADER_BYTES..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(ConfigError::new(
+                "max_header_bytes",
+                format!(
+                    "must be between {MIN_HEADER_BYTES} and 1048576 (got {})",
+                    self.max_header_bytes
+                ),
+            ));
+        }
+        if self.max_headers == 0 {
+            return Err(ConfigError::new("max_headers", "must be at least 1"));
+        }
+        self.connections
+            .validate()
+            .map_err(|e| e.within("connections"))?;
+        // `DrainConfig` names its keys `drain.*` itself.
+        self.drain.validate()?;
+        Ok(())
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file or an environment variable could not be read or parsed, a key is unknown, or a
+    /// value has the wrong type. The message names the key and where it came from.
+    Parse(Box<figment::Error>),
+    /// A value is out of range or inconsistent.
+    Invalid(ConfigError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Parse(err) => {
+                // figment names keys relative to its profile ("default.server.addr").
+                let text = err.to_string().replace("\"default.", "\"");
+                write!(f, "configuration error: {text}")
+            }
+            Self::Invalid(err) => write!(f, "configuration error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Parse(err) => Some(err),
+            Self::Invalid(err) => Some(err),
+        }
+    }
+}
+
+impl From<ConfigError> for LoadError {
+    fn from(err: ConfigError) -> Self {
+        Self::Invalid(err)
+    }
+}
+
+impl PalisadeConfig {
+    /// Reads the configuration the way a deployed server should: the file named by
+    /// `PALISADE_CONFIG` (or `palisade.toml` in the working directory, if present), then the
+    /// `PALISADE_*__*` environment overrides on top, then validation.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the key and the problem; a missing file named by
+    /// `PALISADE_CONFIG` is an error, a missing default `palisade.toml` is not.
+    pub fn load() -> Result<Self, LoadError> {
+        Self::load_with_defaults("")
+    }
+
+    /// [`load`](Self::load), over an application's own defaults (a TOML document, typically
+    /// `include_str!`-ed): those replace Palisade's defaults, and the file and environment still
+    /// override them.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the key and the problem, in `defaults` too.
+    pub fn load_with_defaults(defaults: &str) -> Result<Self, LoadError> {
+        let file = if let Some(path) = std::env::var_os(CONFIG_FILE_ENV) {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(LoadError::Invalid(ConfigError::new(
+                    CONFIG_FILE_ENV,
+                    format!("{} is not a readable file", path.display()),
+                )));
+            }
+            Some(path)
+        } else {
+            let default = PathBuf::from("palisade.toml");
+            default.is_file().then_some(default)
+        };
+        let mut figment = Figment::new().merge(Toml::string(defaults));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        Self::extract(&figment.merge(env_overrides()))
+    }
+
+    /// Reads defaults, then `file` (when given), then the environment overrides, and validates.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the key and the problem.
+    pub fn load_from(file: Option<&Path>) -> Result<Self, LoadError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        Self::extract(&figment.merge(env_overrides()))
+    }
+
+    /// Parses a TOML document (no environment overrides) and validates it: for tests and for
+    /// configurations embedded in the binary.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the key and the problem.
+    pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        Self::extract(&Figment::new().merge(Toml::string(text)))
+    }
+
+    fn extract(figment: &Figment) -> Result<Self, LoadError> {
+        let config: Self = figment
+            .extract()
+            .map_err(|e| LoadError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section, as the layers' builders would, without building anything.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`], its key prefixed with the section (`concurrency.low_water`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate().map_err(|e| e.within("server"))?;
+        self.request_id
+            .validate()
+            .map_err(|e| e.within("request_id"))?;
+        self.security_headers
+            .validate()
+            .map_err(|e| e.within("security_headers"))?;
+        self.health.validate().map_err(|e| e.within("health"))?;
+        self.concurrency
+            .validate()
+            .map_err(|e| e.within("concurrency"))?;
+        self.load_shed
+            .validate()
+            .map_err(|e| e.within("load_shed"))?;
+        self.limits.validate().map_err(|e| e.within("limits"))?;
+        for (name, bulkhead) in &self.bulkheads {
+            bulkhead
+                .validate()
+                .map_err(|e| e.within(&format!("bulkheads.{name}")))?;
+        }
+        for (name, breaker) in &self.circuit_breakers {
+            breaker
+                .validate()
+                .map_err(|e| e.within(&format!("circuit_breakers.{name}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// `PALISADE_SECTION__KEY` variables as `section.key`, and `PALISADE_ADDR` as `server.addr`;
+/// errors name the variable (`PALISADE_CONCURRENCY__MAX_IN_FLIGHT`), not figment's dotted key.
+struct EnvOverrides(Env);
+
+fn env_overrides() -> EnvOverrides {
+    EnvOverrides(Env::prefixed(ENV_PREFIX).filter_map(|key| {
+        if key == "addr" {
+            Some("server.addr".into())
+        } else if key.as_str().contains("__") {
+            Some(key.as_str().replace("__", ".").to_ascii_lowercase().into())
+        } else {
+            None
+        }
+    }))
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("the environment").interpolater(|_: &Profile, keys: &[&str]| {
+            if keys == ["server", "addr"] {
+                return format!("{ENV_PREFIX}ADDR");
+            }
+            let keys: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+            format!("{ENV_PREFIX}{}", keys.join("__"))
+        })
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, figment::value::Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+impl PalisadeConfig {
+    /// This configuration with every layer in observe-only mode (see
+    /// [`preset::observe_only`](crate::preset::observe_only)).
+    #[must_use]
+    pub fn observe_only(mut self) -> Self {
+        use palisade_core::EnforcementMode::ObserveOnly;
+        self.server.connections.mode = ObserveOnly;
+        self.request_id.mode = ObserveOnly;
+        self.security_headers.mode = ObserveOnly;
+        self.health.overload = palisade_health::OverloadPolicy::Warn;
+        self.concurrency.mode = ObserveOnly;
+        self.load_shed.mode = ObserveOnly;
+        for bulkhead in self.bulkheads.values_mut() {
+            bulkhead.mode = ObserveOnly;
+        }
+        for breaker in self.circuit_breakers.values_mut() {
+            breaker.mode = ObserveOnly;
+        }
+        self
+    }
+}

@@ -1,0 +1,222 @@
+//! [`serve`]: a production HTTP/1.1 server loop for an axum `Router`.
+//!
+//! What `axum::serve` leaves out, and this adds:
+//!
+//! - the **connection limit** on the listener (high/low water marks, canned 503);
+//! - **client timeouts**: a request head must arrive within `header_read_timeout` of its first
+//!   byte (slowloris), a kept-alive connection may idle `idle_timeout`, and neither clock runs
+//!   while a request is being served or after a WebSocket upgrade (see `io.rs` for why these are
+//!   separate);
+//! - **header limits**: more than `max_header_bytes` or `max_headers` is answered `431`;
+//! - **keep-alive limits**: `keep_alive`, `max_requests_per_connection`;
+//! - **graceful shutdown** on SIGTERM/SIGINT with the health crate's [`Drain`] sequence
+//!   (readiness fails, propagation delay, stop accepting, deadline), a second signal skipping the
+//!   remaining waits, and a [`ServeReport`] of what drained and what was cut off.
+
+mod connection;
+mod io;
+mod metrics;
+mod report;
+mod signal;
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
+
+use axum::{Router, serve::Listener};
+use palisade_concurrency_limit_hysteresis::ConnectionLimitListener;
+use palisade_core::OverloadState;
+use palisade_health::{Drain, HealthLayer};
+use tokio::{sync::watch, task::JoinSet};
+
+pub(crate) use report::Counters;
+pub use report::ServeReport;
+pub use signal::shutdown_signal;
+
+use crate::ServerConfig;
+use connection::{Http1Settings, serve_connection};
+
+/// Serves `app` on `listener` until SIGTERM or Ctrl-C, then drains (see [`ServerConfig`] and
+/// the health crate's [`Drain`]) and returns the report. A second signal during the drain skips
+/// the remaining waits.
+///
+/// Handlers can extract `ConnectInfo<SocketAddr>` as with
+/// `into_make_service_with_connect_info`.
+///
+/// # Errors
+///
+/// An `InvalidInput` error for an invalid configuration, or the listener's address error.
+pub async fn serve<L>(
+    listener: L,
+    app: Router,
+    config: ServerConfig,
+) -> std::io::Result<ServeReport>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<Drain>();
+    let trigger = async move {
+        shutdown_signal().await;
+        if let Ok(drain) = drain_rx.await {
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::warn!("second shutdown signal: skipping the rest of the drain");
+                drain.expedite();
+            });
+        }
+    };
+    serve_inner(listener, app, config, trigger, Some(drain_tx)).await
+}
+
+/// [`serve`], with the shutdown started by `trigger` instead of process signals (tests, or a
+/// server embedded in a larger program). The drain sequence is the same.
+///
+/// # Errors
+///
+/// An `InvalidInput` error for an invalid configuration, or the listener's address error.
+pub async fn serve_with_shutdown<L, F>(
+    listener: L,
+    app: Router,
+    config: ServerConfig,
+    trigger: F,
+) -> std::io::Result<ServeReport>
+where
+    L: Listener<Addr = SocketAddr>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_inner(listener, app, config, trigger, None).await
+}
+
+async fn serve_inner<L, F>(
+    listener: L,
+    app: Router,
+    config: ServerConfig,
+    trigger: F,
+    drain_for_trigger: Option<tokio::sync::oneshot::Sender<Drain>>,
+) -> std::io::Result<ServeReport>
+where
+    L: Listener<Addr = SocketAddr>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let invalid = |e: palisade_core::ConfigError| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            e.within("server").to_string(),
+        )
+    };
+    config.validate().map_err(invalid)?;
+    metrics::describe();
+    // Without the stack's health layer the drain still runs, on a private health state.
+    let health = config
+        .health
+        .clone()
+        .unwrap_or_else(|| HealthLayer::new().handle());
+    let drain = Drain::new(health, config.drain).map_err(invalid)?;
+    if let Some(sender) = drain_for_trigger {
+        let _ = sender.send(drain.clone());
+    }
+    let settings = Arc::new(Http1Settings {
+        timeouts: io::Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        },
+        keep_alive: config.keep_alive,
+        max_requests: config.max_requests_per_connection,
+        max_header_bytes: config.max_header_bytes,
+        max_headers: config.max_headers,
+    });
+    if config.limit_connections {
+        let mut limit = config.connections.clone();
+        limit.overload = Some(
+            config
+                .overload
+                .clone()
+                .unwrap_or_else(|| OverloadState::global().clone()),
+        );
+        let listener = ConnectionLimitListener::new(listener, limit)
+            .map_err(|e| invalid(e.within("connections")))?;
+        run(listener, app, settings, drain, trigger).await
+    } else {
+        run(listener, app, settings, drain, trigger).await
+    }
+}
+
+async fn run<L, F>(
+    listener: L,
+    app: Router,
+    settings: Arc<Http1Settings>,
+    drain: Drain,
+    trigger: F,
+) -> std::io::Result<ServeReport>
+where
+    L: Listener<Addr = SocketAddr>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "serving HTTP/1.1");
+    let counters = Arc::new(Counters::default());
+    let server = accept_loop(
+        listener,
+        app,
+        settings,
+        counters.clone(),
+        drain.signal(trigger),
+    );
+    let outcome = match drain.run(server).await {
+        Ok(outcome) => outcome,
+        Err(never) => match never {},
+    };
+    let report = counters.report(outcome);
+    match outcome {
+        palisade_health::DrainOutcome::Drained => tracing::info!(%report, "server stopped"),
+        palisade_health::DrainOutcome::DeadlineExceeded => {
+            tracing::warn!(%report, "server stopped");
+        }
+    }
+    Ok(report)
+}
+
+/// Accepts until `stop` resolves, then closes the listener, asks every connection to finish,
+/// and waits for them. Dropping this future (at the drain deadline) aborts the connections.
+async fn accept_loop<L>(
+    mut listener: L,
+    app: Router,
+    settings: Arc<Http1Settings>,
+    counters: Arc<Counters>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), Infallible>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let (close, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(err) = ended {
+                    tracing::error!(%err, "a connection task failed");
+                }
+            }
+            (io, remote) = listener.accept() => {
+                connections.spawn(serve_connection(
+                    io,
+                    remote,
+                    app.clone(),
+                    settings.clone(),
+                    counters.clone(),
+                    closing.clone(),
+                ));
+            }
+        }
+    }
+    drop(listener);
+    counters.stopped_accepting();
+    let _ = close.send(true);
+    while let Some(ended) = connections.join_next().await {
+        if let Err(err) = ended {
+            tracing::error!(%err, "a connection task failed");
+        }
+    }
+    Ok(())
+}

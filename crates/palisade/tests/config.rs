@@ -1,0 +1,271 @@
+//! `palisade.toml` and `PALISADE_*` overrides: defaults, file, precedence, and every kind of
+//! error, each naming the key at fault.
+
+use std::time::Duration;
+
+use figment::Jail;
+use palisade::{LoadError, PalisadeConfig, concurrency_limit::Watermark};
+
+/// Runs `f` in a sandbox: a temporary working directory and an environment restored after.
+#[allow(clippy::result_large_err)] // figment's `Jail` signature
+fn jail(f: impl FnOnce(&mut Jail) -> Result<(), String>) {
+    Jail::expect_with(|jail| f(jail).map_err(Into::into));
+}
+
+fn load_error(text: &str) -> String {
+    PalisadeConfig::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn no_file_and_no_environment_gives_the_documented_defaults() {
+    jail(|_| {
+        let config = PalisadeConfig::load().map_err(|e| e.to_string())?;
+        assert_eq!(config.server.addr, palisade::DEFAULT_ADDR);
+        assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(config.server.connections.max_connections, 10_000);
+        assert_eq!(config.concurrency.max_in_flight, 1000);
+        assert_eq!(config.concurrency.high_water, Watermark::Fraction(0.8));
+        assert_eq!(config.limits.timeout, Duration::from_secs(30));
+        assert_eq!(
+            config.server.drain.propagation_delay,
+            Duration::from_secs(5)
+        );
+        assert!(config.layers.load_shed && config.layers.connection_limit);
+        assert!(config.bulkheads.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn palisade_toml_in_the_working_directory_is_read() {
+    jail(|jail| {
+        jail.create_file(
+            "palisade.toml",
+            r#"
+            [server]
+            addr = "0.0.0.0:9000"
+            header_read_timeout = 2.5
+
+            [concurrency]
+            max_in_flight = 300
+            high_water = 200
+            low_water = 100
+
+            [layers]
+            load_shed = false
+
+            [bulkheads.api]
+            max_concurrent = 40
+            max_wait = 0.25
+            "#,
+        )
+        .map_err(|e| e.to_string())?;
+        let config = PalisadeConfig::load().map_err(|e| e.to_string())?;
+        assert_eq!(config.server.addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(
+            config.server.header_read_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(config.concurrency.max_in_flight, 300);
+        assert_eq!(config.concurrency.high_water, Watermark::Count(200));
+        assert!(!config.layers.load_shed);
+        assert_eq!(config.bulkheads["api"].max_concurrent, 40);
+        assert_eq!(config.bulkheads["api"].max_wait, Duration::from_millis(250));
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    jail(|jail| {
+        jail.create_file(
+            "custom.toml",
+            "[concurrency]\nmax_in_flight = 300\n[server.connections]\nmax_connections = 50\n",
+        )
+        .map_err(|e| e.to_string())?;
+        jail.set_env("PALISADE_CONFIG", "custom.toml");
+        jail.set_env("PALISADE_CONCURRENCY__MAX_IN_FLIGHT", "500");
+        jail.set_env("PALISADE_SERVER__CONNECTIONS__MAX_CONNECTIONS", "2000");
+        jail.set_env("PALISADE_ADDR", "127.0.0.1:9999");
+        jail.set_env("PALISADE_LAYERS__LOAD_SHED", "false");
+        jail.set_env("PALISADE_CIRCUIT_BREAKERS__PAYMENTS__WAIT_IN_OPEN", "7");
+        // Not a key (no `__`): ignored, like the example's own variables.
+        jail.set_env("PALISADE_SOMETHING_ELSE", "whatever");
+        let config = PalisadeConfig::load().map_err(|e| e.to_string())?;
+        assert_eq!(config.concurrency.max_in_flight, 500);
+        assert_eq!(config.server.connections.max_connections, 2000);
+        assert_eq!(config.server.addr.to_string(), "127.0.0.1:9999");
+        assert!(!config.layers.load_shed);
+        assert_eq!(
+            config.circuit_breakers["payments"].wait_in_open,
+            Duration::from_secs(7)
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_file_named_by_palisade_config_is_an_error() {
+    jail(|jail| {
+        jail.set_env("PALISADE_CONFIG", "nowhere.toml");
+        let err = PalisadeConfig::load().unwrap_err().to_string();
+        assert!(
+            err.contains("PALISADE_CONFIG") && err.contains("nowhere.toml"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable_and_key() {
+    jail(|jail| {
+        jail.set_env("PALISADE_CONCURRENCY__MAX_IN_FLIGHT", "lots");
+        let err = PalisadeConfig::load().unwrap_err();
+        assert!(matches!(err, LoadError::Parse(_)));
+        let text = err.to_string();
+        assert!(
+            text.contains("PALISADE_CONCURRENCY__MAX_IN_FLIGHT"),
+            "{text}"
+        );
+        assert!(text.contains("\"lots\""), "names the value: {text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = load_error("[concurrency]\nmax_inflight = 5\n");
+    assert!(
+        err.contains("max_inflight") && err.contains("concurrency"),
+        "{err}"
+    );
+    let err = load_error("[concurency]\nmax_in_flight = 5\n");
+    assert!(err.contains("concurency"), "{err}");
+    let err = load_error("[server]\nheader_timeout = 5\n");
+    assert!(err.contains("header_timeout"), "{err}");
+    let err = load_error("[layers]\nloadshed = false\n");
+    assert!(err.contains("loadshed"), "{err}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let err = load_error("[server]\naddr = \"localhost\"\n");
+    assert!(err.contains("server.addr"), "{err}");
+    let err = load_error("[limits]\ntimeout = \"30s\"\n");
+    assert!(err.contains("limits.timeout"), "{err}");
+    let err = load_error("[limits]\ntimeout = -1\n");
+    assert!(err.contains("limits.timeout"), "{err}");
+}
+
+#[test]
+fn every_section_is_validated_with_its_key() {
+    let cases = [
+        (
+            "[server]\nheader_read_timeout = 0\n",
+            "server.header_read_timeout",
+        ),
+        ("[server]\nidle_timeout = 0\n", "server.idle_timeout"),
+        (
+            "[server]\nmax_header_bytes = 100\n",
+            "server.max_header_bytes",
+        ),
+        ("[server]\nmax_headers = 0\n", "server.max_headers"),
+        (
+            "[server.connections]\nmax_connections = 0\n",
+            "server.connections.max_connections",
+        ),
+        (
+            "[server.drain]\ndeadline = 100000\n",
+            "server.drain.deadline",
+        ),
+        (
+            "[concurrency]\nhigh_water = 0.5\nlow_water = 0.7\n",
+            "concurrency.low_water",
+        ),
+        (
+            "[concurrency]\nmax_in_flight = 0\n",
+            "concurrency.max_in_flight",
+        ),
+        ("[load_shed]\nthreshold = 2.0\n", "load_shed."),
+        ("[request_id]\nmax_length = 0\n", "request_id.max_length"),
+        (
+            "[security_headers]\nremove = [\"content-length\"]\n",
+            "security_headers.remove",
+        ),
+        ("[health]\nready_path = \"ready\"\n", "health.ready_path"),
+        ("[limits]\ntimeout = 0\n", "limits.timeout"),
+        ("[limits]\nmax_body_bytes = 0\n", "limits.max_body_bytes"),
+        (
+            "[bulkheads.api]\nmax_concurrent = 0\n",
+            "bulkheads.api.max_concurrent",
+        ),
+        (
+            "[circuit_breakers.db]\nfailure_rate_threshold = 1.5\n",
+            "circuit_breakers.db.failure_rate_threshold",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = PalisadeConfig::from_toml(text).unwrap_err();
+        assert!(matches!(err, LoadError::Invalid(_)), "{text}: {err}");
+        assert!(
+            err.to_string().contains(key),
+            "{text}: expected {key} in {err}"
+        );
+    }
+}
+
+#[test]
+fn the_example_file_lists_valid_keys_with_their_defaults() {
+    let text = include_str!("../../../palisade.example.toml");
+    let example = PalisadeConfig::from_toml(text).unwrap();
+    let defaults = PalisadeConfig::default();
+    // Spot checks that the commented file tells the truth about the defaults.
+    assert_eq!(example.server.addr, defaults.server.addr);
+    assert_eq!(
+        example.server.header_read_timeout,
+        defaults.server.header_read_timeout
+    );
+    assert_eq!(
+        example.concurrency.max_in_flight,
+        defaults.concurrency.max_in_flight
+    );
+    assert_eq!(example.server.drain, defaults.server.drain);
+    assert_eq!(example.limits, defaults.limits);
+    assert_eq!(example.layers, defaults.layers);
+    assert_eq!(example.request_id, defaults.request_id);
+    assert_eq!(example.security_headers, defaults.security_headers);
+}
+
+#[test]
+fn application_defaults_sit_under_the_file_and_the_environment() {
+    let app_defaults =
+        "[concurrency]\nmax_in_flight = 50\nretry_after = 2\n[limits]\ntimeout = 9\n";
+    jail(|jail| {
+        jail.create_file("palisade.toml", "[concurrency]\nmax_in_flight = 70\n")
+            .map_err(|e| e.to_string())?;
+        jail.set_env("PALISADE_CONCURRENCY__RETRY_AFTER", "3");
+        let config = PalisadeConfig::load_with_defaults(app_defaults).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.concurrency.max_in_flight, 70,
+            "the file wins over the app"
+        );
+        assert_eq!(
+            config.concurrency.retry_after,
+            Duration::from_secs(3),
+            "the env wins"
+        );
+        assert_eq!(
+            config.limits.timeout,
+            Duration::from_secs(9),
+            "the app's default stays"
+        );
+        assert_eq!(
+            config.concurrency.low_water,
+            Watermark::Fraction(0.6),
+            "Palisade's too"
+        );
+        Ok(())
+    });
+}
