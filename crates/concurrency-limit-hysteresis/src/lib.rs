@@ -72,9 +72,11 @@
 //! | `palisade_concurrency_in_flight` | gauge | `limiter` |
 //! | `palisade_concurrency_state` (0 accepting, 1 shedding) | gauge | `limiter` |
 //! | `palisade_concurrency_rejected_total` | counter | `limiter`, `reason` (`shedding`, `at_maximum`), `mode` (`enforce`, `observe_only`) |
+//! | `palisade_concurrency_limit` (the marks, constant) | gauge | `limiter`, `bound` (`max`, `high_water`, `low_water`) |
 //! | `palisade_connections_open` | gauge | `listener` |
 //! | `palisade_connections_state` (0 accepting, 1 refusing) | gauge | `listener` |
 //! | `palisade_connections_rejected_total` | counter | `listener`, `reason`, `mode` |
+//! | `palisade_connections_limit` (the marks, constant) | gauge | `listener`, `bound` |
 //!
 //! Metric handles are registered when a limiter is built: install the recorder (for example the
 //! Prometheus exporter) first. Each state change is logged once with `tracing` (a warning when

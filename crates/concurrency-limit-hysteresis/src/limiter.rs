@@ -61,7 +61,12 @@ impl Limiter {
                 settings.dwell,
                 settings.critical_reserve,
             ),
-            metrics: Metrics::new(settings.kind, &settings.name, settings.mode),
+            metrics: Metrics::new(
+                settings.kind,
+                &settings.name,
+                settings.mode,
+                &settings.thresholds,
+            ),
             kind: settings.kind,
             name: settings.name,
             mode: settings.mode,

@@ -20,6 +20,11 @@ pub const CONNECTIONS_OPEN: &str = "palisade_connections_open";
 pub const CONNECTIONS_STATE: &str = "palisade_connections_state";
 /// Connections refused, by `listener`, `reason` and `mode`.
 pub const CONNECTIONS_REJECTED: &str = "palisade_connections_rejected_total";
+/// The request limiter's marks, by `limiter` and `bound` (`max`, `high_water`, `low_water`):
+/// constant, for plotting in-flight against the limits.
+pub const LIMIT: &str = "palisade_concurrency_limit";
+/// The connection limiter's marks, by `listener` and `bound`.
+pub const CONNECTIONS_LIMIT: &str = "palisade_connections_limit";
 
 /// Which limiter a [`Metrics`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,13 @@ impl Kind {
         }
     }
 
+    fn limit(self) -> &'static str {
+        match self {
+            Self::Requests => LIMIT,
+            Self::Connections => CONNECTIONS_LIMIT,
+        }
+    }
+
     /// What the limiter counts, for log messages.
     pub(crate) fn noun(self) -> &'static str {
         match self {
@@ -58,10 +70,22 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(kind: Kind, name: &str, mode: EnforcementMode) -> Self {
+    pub(crate) fn new(
+        kind: Kind,
+        name: &str,
+        mode: EnforcementMode,
+        thresholds: &crate::Thresholds,
+    ) -> Self {
         describe(kind);
         let (label, count, state, rejected) = kind.names();
         let name = name.to_owned();
+        for (bound, value) in [
+            ("max", thresholds.max),
+            ("high_water", thresholds.high),
+            ("low_water", thresholds.low),
+        ] {
+            metrics::gauge!(kind.limit(), label => name.clone(), "bound" => bound).set(value);
+        }
         let mode = if mode.enforces() {
             "enforce"
         } else {
@@ -93,6 +117,11 @@ fn describe(kind: Kind) {
                 "Requests in flight, held until the response body ends."
             );
             describe_gauge!(STATE, "Concurrency limiter state: 0 accepting, 1 shedding.");
+            describe_gauge!(
+                LIMIT,
+                Unit::Count,
+                "The concurrency limiter's marks: max, high_water (shedding starts), low_water (shedding stops)."
+            );
             describe_counter!(
                 REJECTED,
                 Unit::Count,
@@ -104,6 +133,11 @@ fn describe(kind: Kind) {
                 CONNECTIONS_OPEN,
                 Unit::Count,
                 "Open connections counted by the connection limiter."
+            );
+            describe_gauge!(
+                CONNECTIONS_LIMIT,
+                Unit::Count,
+                "The connection limiter's marks: max, high_water (refusing starts), low_water (refusing stops)."
             );
             describe_gauge!(
                 CONNECTIONS_STATE,

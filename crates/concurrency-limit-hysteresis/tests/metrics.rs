@@ -106,6 +106,15 @@ async fn enforcing_limiter_reports_in_flight_state_and_rejections() {
         ),
         Some(2.0)
     );
+    // The marks, for dashboards that plot in-flight against the limits.
+    for (bound, expected) in [("max", 3.0), ("high_water", 2.0), ("low_water", 1.0)] {
+        let labels = [("limiter", "api"), ("bound", bound)];
+        assert_eq!(
+            value(&s, MetricKind::Gauge, "palisade_concurrency_limit", &labels),
+            Some(expected),
+            "{bound}"
+        );
+    }
 }
 
 #[tokio::test]
