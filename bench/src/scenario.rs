@@ -103,6 +103,9 @@ pub enum App {
     Axum(Router),
     /// hyper with a `service_fn` and no router (see [`crate::servers::serve_bare_hyper`]).
     BareHyper(crate::servers::Work),
+    /// An axum application served by `palisade::serve` with these settings (connection limit,
+    /// client timeouts, drain).
+    Palisade(Router, Box<palisade::ServerConfig>),
 }
 
 /// A boxed future, as trait objects cannot have async methods.

@@ -133,6 +133,23 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
         .layer(RequestIdLayer::new()))
 }
 
+/// `router` inside `palisade::preset::production()` with its defaults, and the settings for
+/// `palisade::serve`: what a user gets from the README's two calls.
+///
+/// # Errors
+///
+/// Invalid configuration.
+pub fn palisade_preset(router: Router) -> Result<App, String> {
+    let stack = palisade::preset::production()
+        .build()
+        .map_err(|e| e.to_string())?;
+    stack.health().mark_started();
+    Ok(App::Palisade(
+        stack.apply(router),
+        Box::new(stack.server_config()),
+    ))
+}
+
 /// Serves `app` on `listener` forever.
 ///
 /// # Errors
@@ -147,6 +164,12 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string()),
         App::BareHyper(work) => serve_bare_hyper(listener, work).await,
+        App::Palisade(router, config) => {
+            palisade::serve_with_shutdown(listener, router, *config, std::future::pending())
+                .await
+                .map(|_report| ())
+                .map_err(|e| e.to_string())
+        }
     }
 }
 

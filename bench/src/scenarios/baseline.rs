@@ -5,17 +5,19 @@ use crate::{
     process::ServerProcess,
     report::Row,
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
-    servers::{Work, hello_and_work, palisade_stack},
+    servers::{Work, hello_and_work, palisade_preset, palisade_stack},
 };
 
-/// Bare hyper, bare axum, and axum + the Palisade stack, alternating systems round by round and
-/// keeping each system's median round. Throughput is reported as a ratio to bare axum.
+/// Bare hyper, bare axum, axum + three Palisade layers, and the whole production preset served
+/// by `palisade::serve`, alternating systems round by round and keeping each system's median
+/// round. Throughput is reported as a ratio to bare axum.
 pub struct Baseline;
 
-const SYSTEMS: [(&str, &str); 3] = [
+const SYSTEMS: [(&str, &str); 4] = [
     ("bare-hyper", "bare hyper"),
     ("bare-axum", "bare axum"),
-    ("palisade-stack", "axum + palisade stack"),
+    ("palisade-stack", "axum + id, headers, limit"),
+    ("palisade-preset", "palisade preset + serve"),
 ];
 
 impl Scenario for Baseline {
@@ -34,6 +36,7 @@ impl Scenario for Baseline {
             "bare-hyper" => Ok(App::BareHyper(work)),
             "bare-axum" => Ok(App::Axum(hello_and_work(work))),
             "palisade-stack" => Ok(App::Axum(palisade_stack(hello_and_work(work), max)?)),
+            "palisade-preset" => palisade_preset(hello_and_work(work)),
             other => Err(format!("baseline has no system {other:?}")),
         }
     }
@@ -70,12 +73,19 @@ impl Scenario for Baseline {
                     runs.swap_remove(runs.len() / 2)
                 })
                 .collect();
-            let axum = rows
-                .iter()
-                .find(|r| r.system == "bare axum")
-                .map(|r| r.achieved_rps);
+            let axum = rows.iter().find(|r| r.system == "bare axum").cloned();
             for row in &mut rows {
-                row.ratio_to_baseline = axum.map(|a| row.achieved_rps / a);
+                row.ratio_to_baseline = axum.as_ref().map(|a| row.achieved_rps / a.achieved_rps);
+            }
+            if let (Some(axum), Some(preset)) = (
+                axum,
+                rows.iter().find(|r| r.system == "palisade preset + serve"),
+            ) {
+                eprintln!(
+                    "preset vs bare axum (medians): throughput {:.1}%, p99 {:.2}x",
+                    100.0 * preset.achieved_rps / axum.achieved_rps,
+                    preset.p99_ms / axum.p99_ms
+                );
             }
             Ok(rows)
         })
