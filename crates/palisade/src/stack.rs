@@ -32,7 +32,7 @@ use crate::{PalisadeConfig, ServerConfig};
 ///     .overload_state(palisade::core::OverloadState::new()) // tests: a private signal
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(stack.request_limit().unwrap().snapshot().max, 500);
+/// assert_eq!(stack.request_limit().unwrap().thresholds().max, 500);
 /// ```
 #[derive(Debug, Default)]
 #[must_use]
