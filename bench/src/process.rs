@@ -81,6 +81,11 @@ impl ServerProcess {
             }
         }
     }
+
+    /// The server's process id (`taskset` execs the server, so it is the server's own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for ServerProcess {

@@ -36,6 +36,13 @@ pub struct Row {
     pub timed_out: u64,
     /// The comparison the scenario makes (throughput against bare axum, goodput against capacity).
     pub ratio_to_baseline: Option<f64>,
+    /// Peak resident memory of the server process (`VmHWM`), in scenarios that measure it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_peak_rss_mib: Option<f64>,
+    /// Growth of the server's resident memory (`VmRSS`) over the measured time, in scenarios
+    /// that measure it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_growth_mib: Option<f64>,
 }
 
 fn ms(micros: u64) -> f64 {
@@ -63,6 +70,8 @@ impl Row {
                     .then(|| ms(stats.rejected.value_at_quantile(0.99))),
                 timed_out,
                 ratio_to_baseline: None,
+                server_peak_rss_mib: None,
+                server_rss_growth_mib: None,
             }
         };
         let mut rows = vec![make("all", &report.total(), report.timed_out)];
@@ -86,14 +95,23 @@ fn num(value: f64) -> String {
     }
 }
 
-/// A markdown table of `rows`.
+/// A markdown table of `rows`. The server memory columns appear only when a row has them.
 pub fn markdown(rows: &[Row]) -> String {
+    let memory = rows
+        .iter()
+        .any(|r| r.server_peak_rss_mib.is_some() || r.server_rss_growth_mib.is_some());
     let mut out = String::from(
-        "| system | class | offered rps | achieved rps | goodput rps | p50 ms | p99 ms | p99.9 ms | rejected | reject p99 ms | errors | timed out | ratio |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| system | class | offered rps | achieved rps | goodput rps | p50 ms | p99 ms | p99.9 ms | rejected | reject p99 ms | errors | timed out | ratio |",
     );
+    out.push_str(if memory {
+        " server peak RSS MiB | server RSS growth MiB |\n"
+    } else {
+        "\n"
+    });
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    out.push_str(if memory { "---:|---:|\n" } else { "\n" });
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
@@ -111,6 +129,17 @@ pub fn markdown(rows: &[Row]) -> String {
             r.ratio_to_baseline
                 .map_or("-".into(), |x| format!("{x:.2}")),
         );
+        if memory {
+            let _ = write!(
+                out,
+                " {} | {} |",
+                r.server_peak_rss_mib
+                    .map_or("-".into(), |x| format!("{x:.1}")),
+                r.server_rss_growth_mib
+                    .map_or("-".into(), |x| format!("{x:.1}")),
+            );
+        }
+        out.push('\n');
     }
     out
 }

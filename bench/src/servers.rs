@@ -4,7 +4,7 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router, error_handling::HandleErrorLayer, extract::State, http::StatusCode,
-    response::IntoResponse, routing::get,
+    response::IntoResponse, routing::get, serve::ListenerExt,
 };
 use bytes::Bytes;
 use http_body_util::Full;
@@ -134,13 +134,17 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
 }
 
 /// `router` inside `palisade::preset::production()` with its defaults, and the settings for
-/// `palisade::serve`: what a user gets from the README's two calls.
+/// `palisade::serve`: what a user gets from the README's two calls. `PALISADE_*__*` variables
+/// apply as in any Palisade server (`PALISADE_LAYERS__REQUEST_ID=false` measures the stack
+/// without request ids).
 ///
 /// # Errors
 ///
 /// Invalid configuration.
 pub fn palisade_preset(router: Router) -> Result<App, String> {
+    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
     let stack = palisade::preset::production()
+        .config(config)
         .build()
         .map_err(|e| e.to_string())?;
     stack.health().mark_started();
@@ -158,7 +162,11 @@ pub fn palisade_preset(router: Router) -> Result<App, String> {
 pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
     match app {
         App::Axum(router) => axum::serve(
-            listener,
+            // As the bare hyper server does: without it, Nagle's algorithm holds small writes
+            // that follow an unacknowledged one (WebSocket messages) for the client's delayed ACK.
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await

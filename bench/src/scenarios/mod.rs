@@ -8,6 +8,7 @@ mod breaker;
 mod bulkhead;
 mod overload;
 mod priority;
+mod ws;
 
 /// Every scenario, in the order `cargo xtask bench` lists them.
 pub fn all() -> &'static [&'static dyn Scenario] {
@@ -17,6 +18,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &priority::PriorityMix,
         &breaker::Breaker,
         &bulkhead::NoisyNeighbour,
+        &ws::WsBroadcast,
     ]
 }
 

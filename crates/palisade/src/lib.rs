@@ -36,6 +36,7 @@
 //! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
 
 mod config;
+mod optional;
 pub mod preset;
 mod serve;
 mod stack;

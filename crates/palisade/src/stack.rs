@@ -11,9 +11,10 @@ use palisade_health::{Check, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::LoadShedLayer;
 use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
+use tower::ServiceBuilder;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
-use crate::{PalisadeConfig, ServerConfig};
+use crate::{PalisadeConfig, ServerConfig, optional::Optional};
 
 /// Builds a [`Stack`]: start from [`preset::production`](crate::preset::production) (or
 /// [`Stack::builder`], the same thing), adjust, then [`build`](Self::build).
@@ -187,7 +188,7 @@ impl StackBuilder {
 /// | 3 | health probes | answered here: never limited, never shed |
 /// | 4 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
 /// | 5 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
-/// | 6 | timeout, body limit (tower-http) | bound each admitted request |
+/// | 6 | body limit, timeout (tower-http) | bound each admitted request |
 /// | per route | bulkhead, circuit breaker | [`bulkhead`](Self::bulkhead), [`circuit_breaker`](Self::circuit_breaker) with `Router::route_layer` |
 ///
 /// ```
@@ -239,33 +240,21 @@ impl Stack {
     where
         S: Clone + Send + Sync + 'static,
     {
-        // `Router::layer` wraps what is there, so layers go on innermost first.
-        let mut router = router;
-        if let Some(bytes) = self.body_limit {
-            router = router.layer(RequestBodyLimitLayer::new(bytes));
-        }
-        if let Some(timeout) = self.timeout {
-            router = router.layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                timeout,
-            ));
-        }
-        if let Some(layer) = &self.concurrency {
-            router = router.layer(layer.clone());
-        }
-        if let Some(layer) = &self.load_shed {
-            router = router.layer(layer.clone());
-        }
-        if let Some(layer) = &self.health_layer {
-            router = router.layer(layer.clone());
-        }
-        if let Some(layer) = &self.security_headers {
-            router = router.layer(layer.clone());
-        }
-        if let Some(layer) = &self.request_id {
-            router = router.layer(layer.clone());
-        }
-        router
+        // One `Router::layer` call for the whole stack: axum boxes once per call (see
+        // `optional.rs`). `ServiceBuilder` lists layers outermost first.
+        router.layer(
+            ServiceBuilder::new()
+                .layer(Optional(self.request_id.clone()))
+                .layer(Optional(self.security_headers.clone()))
+                .layer(Optional(self.health_layer.clone()))
+                .layer(Optional(self.load_shed.clone()))
+                .layer(Optional(self.concurrency.clone()))
+                .layer(Optional(self.body_limit.map(RequestBodyLimitLayer::new)))
+                // Innermost: tower-http's timeout needs the router's own (defaultable) body.
+                .layer(Optional(self.timeout.map(|timeout| {
+                    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
+                }))),
+        )
     }
 
     /// The bulkhead configured as `[bulkheads.<name>]`, for `Router::route_layer`. Every call

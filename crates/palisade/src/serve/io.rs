@@ -105,6 +105,12 @@ enum Waiting {
 
 /// An IO whose reads fail with `TimedOut` when the client is too slow to send a request head or
 /// leaves a kept-alive connection idle too long. Writes pass through.
+///
+/// The timer is lazy: state changes (two per request) only note the time, and the one `Sleep` is
+/// re-armed when it fires, never further ahead than one header timeout. Every deadline is at
+/// least one header timeout after the state change that set it, so the timer always fires at or
+/// before it, and the connection pays for a timer reset about once per header timeout instead of
+/// once per request.
 #[pin_project]
 #[derive(Debug)]
 pub(crate) struct TimedIo<I> {
@@ -113,18 +119,22 @@ pub(crate) struct TimedIo<I> {
     state: Arc<ConnectionState>,
     timeouts: Timeouts,
     waiting: Waiting,
+    /// When the current wait began.
+    since: Instant,
     // Boxed so that `TimedIo` stays `Unpin` for hyper; reset, never reallocated.
-    deadline: Pin<Box<Sleep>>,
+    timer: Pin<Box<Sleep>>,
 }
 
 impl<I> TimedIo<I> {
     pub(crate) fn new(io: I, state: Arc<ConnectionState>, timeouts: Timeouts) -> Self {
+        let now = Instant::now();
         Self {
             io,
             state,
             timeouts,
             waiting: Waiting::Head,
-            deadline: Box::pin(tokio::time::sleep(timeouts.header_read)),
+            since: now,
+            timer: Box::pin(tokio::time::sleep_until(now + timeouts.header_read)),
         }
     }
 }
@@ -153,31 +163,34 @@ impl<I: AsyncRead> AsyncRead for TimedIo<I> {
         if *this.waiting == Waiting::Busy {
             // The last response just ended: the connection is idle until the next byte.
             *this.waiting = Waiting::Idle;
-            this.deadline
-                .as_mut()
-                .reset(Instant::now() + this.timeouts.idle);
+            *this.since = Instant::now();
         }
         match read {
             Poll::Ready(Ok(())) => {
                 if *this.waiting == Waiting::Idle && buf.filled().len() > before {
                     *this.waiting = Waiting::Head;
-                    this.deadline
-                        .as_mut()
-                        .reset(Instant::now() + this.timeouts.header_read);
+                    *this.since = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
-                let reason = match this.waiting {
-                    Waiting::Idle => "idle_timeout",
-                    _ => "header_read_timeout",
+            Poll::Pending => loop {
+                ready!(this.timer.as_mut().poll(cx));
+                let (limit, reason) = match this.waiting {
+                    Waiting::Idle => (this.timeouts.idle, "idle_timeout"),
+                    _ => (this.timeouts.header_read, "header_read_timeout"),
                 };
-                metrics::connection_timed_out(reason);
-                tracing::debug!(reason, "closing a connection whose client is too slow");
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, reason)))
-            }
+                let due = *this.since + limit;
+                let now = Instant::now();
+                if now >= due {
+                    metrics::connection_timed_out(reason);
+                    tracing::debug!(reason, "closing a connection whose client is too slow");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, reason)));
+                }
+                this.timer
+                    .as_mut()
+                    .reset(due.min(now + this.timeouts.header_read));
+            },
         }
     }
 }
