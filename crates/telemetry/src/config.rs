@@ -1,0 +1,474 @@
+//! Configuration of [`TelemetryLayer`]: a plain [`Config`] with documented defaults, a
+//! [`Builder`], and validation that returns a [`ConfigError`] instead of panicking.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+use opentelemetry::Key;
+use palisade_core::ConfigError;
+
+use crate::{layer::TelemetryLayer, metrics::HttpMetrics, propagation::DEFAULT_TRACESTATE_LIMIT};
+
+/// The configuration section name used in error keys (`telemetry.request_headers[0]`).
+const SECTION: &str = "telemetry";
+
+/// The query keys whose values are replaced by `REDACTED` when `url.query` is recorded: the four
+/// the semantic conventions name, and the usual credentials.
+pub const DEFAULT_REDACTED_QUERY_KEYS: [&str; 22] = [
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "access_token",
+    "api_key",
+    "apikey",
+    "auth",
+    "client_secret",
+    "code",
+    "id_token",
+    "key",
+    "passwd",
+    "password",
+    "pwd",
+    "refresh_token",
+    "secret",
+    "session",
+    "session_id",
+    "sessionid",
+    "state",
+    "token",
+];
+
+/// Headers that carry credentials: refused in the allowlists, because a span is not the place
+/// for them (tower-otel records every header, `Authorization` and `Cookie` included).
+const CREDENTIAL_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// The longest `tracestate` this layer can be told to propagate.
+const MAX_TRACESTATE_LIMIT: usize = 8192;
+
+/// The level of the server span. The span exists only when the installed subscriber enables this
+/// level for target `palisade_telemetry` (with [`init`](crate::init): `RUST_LOG`, default
+/// `info`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum SpanLevel {
+    /// `ERROR`.
+    Error,
+    /// `WARN`.
+    Warn,
+    /// `INFO`, the default.
+    #[default]
+    Info,
+    /// `DEBUG`.
+    Debug,
+    /// `TRACE`.
+    Trace,
+}
+
+/// The telemetry layer's configuration, as data.
+///
+/// Every field has a default (see [`Config::default`]); with the `serde` feature it deserializes
+/// from a table in which every key is optional and unknown keys are refused:
+///
+/// ```toml
+/// [telemetry]
+/// tracing = true                  # the server span, W3C trace context, trace id extractor
+/// metrics = true                  # http_server_request_duration_seconds, active requests
+/// span_level = "info"
+/// accept_incoming_context = true  # continue the caller's trace from `traceparent`
+/// max_tracestate_len = 512
+/// record_query = false            # `url.query`, with sensitive values redacted
+/// redacted_query_keys = ["token", "sig"]
+/// request_headers = ["x-forwarded-for"]
+/// response_headers = ["content-type"]
+/// default_scheme = "http"         # `url.scheme` when the request target has none
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+// Independent switches, each documented; an enum per switch would only rename `true`.
+#[allow(clippy::struct_excessive_bools)]
+pub struct Config {
+    /// Create a server span per request. Default `true`. Off, the layer does no tracing work at
+    /// all: no span, no `traceparent` parsing, no [`TraceId`](crate::TraceId) extension.
+    pub tracing: bool,
+    /// Record the HTTP server metrics. Default `true`.
+    pub metrics: bool,
+    /// The level of the server span. Default [`SpanLevel::Info`].
+    pub span_level: SpanLevel,
+    /// Make the server span the child of a valid incoming `traceparent`. Default `true`. Turn it
+    /// off on a service that faces untrusted clients and must start its own traces (the spec's
+    /// "restart trace" at a front gate).
+    pub accept_incoming_context: bool,
+    /// The longest `tracestate` kept from a request and propagated, in characters (512 to 8192).
+    /// Default 512.
+    pub max_tracestate_len: usize,
+    /// Record `url.query`. Default `false`: query strings often carry tokens.
+    pub record_query: bool,
+    /// The query keys whose values are replaced by `REDACTED` (ASCII case-insensitive). Default
+    /// [`DEFAULT_REDACTED_QUERY_KEYS`].
+    pub redacted_query_keys: Vec<String>,
+    /// Request headers recorded as `http.request.header.<name>`. Default none. Headers that carry
+    /// credentials (`authorization`, `cookie`, ...) are refused.
+    pub request_headers: Vec<String>,
+    /// Response headers recorded as `http.response.header.<name>`. Default none; credential
+    /// headers (`set-cookie`, ...) are refused.
+    pub response_headers: Vec<String>,
+    /// `url.scheme` when the request target carries none (HTTP/1.1 origin-form): `http` or
+    /// `https`, for a server behind a TLS terminator. Default `http`. Forwarded headers are not
+    /// consulted: clients can forge them.
+    pub default_scheme: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tracing: true,
+            metrics: true,
+            span_level: SpanLevel::default(),
+            accept_incoming_context: true,
+            max_tracestate_len: DEFAULT_TRACESTATE_LIMIT,
+            record_query: false,
+            redacted_query_keys: DEFAULT_REDACTED_QUERY_KEYS
+                .iter()
+                .map(|&k| k.to_owned())
+                .collect(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            default_scheme: "http".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration without building a layer.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found, as [`Config::build`] reports it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.build().map(drop)
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] keyed `telemetry.<field>` when a header name is invalid, repeated or a
+    /// credential header, `max_tracestate_len` is outside 512..=8192, a redacted query key is
+    /// empty, or `default_scheme` is not `http` or `https`.
+    pub fn build(&self) -> Result<TelemetryLayer, ConfigError> {
+        compile(self)
+            .map(|settings| TelemetryLayer::from_settings(Arc::new(settings)))
+            .map_err(|e| e.within(SECTION))
+    }
+}
+
+/// Builds a [`TelemetryLayer`]; start with [`TelemetryLayer::builder`].
+///
+/// ```
+/// use palisade_telemetry::{SpanLevel, TelemetryLayer};
+///
+/// let layer = TelemetryLayer::builder()
+///     .span_level(SpanLevel::Info)
+///     .record_query(true)
+///     .request_header("x-forwarded-for")
+///     .response_header("content-type")
+///     .build()
+///     .unwrap();
+///
+/// let err = TelemetryLayer::builder().request_header("authorization").build().unwrap_err();
+/// assert_eq!(err.key(), "telemetry.request_headers[0]");
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Builder {
+    config: Config,
+}
+
+impl From<Config> for Builder {
+    fn from(config: Config) -> Self {
+        Self { config }
+    }
+}
+
+impl Builder {
+    /// Server spans on or off. Default on.
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.config.tracing = on;
+        self
+    }
+
+    /// HTTP metrics on or off. Default on.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.config.metrics = on;
+        self
+    }
+
+    /// The level of the server span. Default [`SpanLevel::Info`].
+    pub fn span_level(mut self, level: SpanLevel) -> Self {
+        self.config.span_level = level;
+        self
+    }
+
+    /// Continue the caller's trace from `traceparent`. Default on.
+    pub fn accept_incoming_context(mut self, on: bool) -> Self {
+        self.config.accept_incoming_context = on;
+        self
+    }
+
+    /// The longest `tracestate` kept and propagated (512 to 8192). Default 512.
+    pub fn max_tracestate_len(mut self, len: usize) -> Self {
+        self.config.max_tracestate_len = len;
+        self
+    }
+
+    /// Record `url.query`, redacted. Default off.
+    pub fn record_query(mut self, on: bool) -> Self {
+        self.config.record_query = on;
+        self
+    }
+
+    /// Replaces the list of query keys whose values are redacted.
+    pub fn redacted_query_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.config.redacted_query_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Records request header `name` as `http.request.header.<name>`.
+    pub fn request_header(mut self, name: impl Into<String>) -> Self {
+        self.config.request_headers.push(name.into());
+        self
+    }
+
+    /// Records response header `name` as `http.response.header.<name>`.
+    pub fn response_header(mut self, name: impl Into<String>) -> Self {
+        self.config.response_headers.push(name.into());
+        self
+    }
+
+    /// `url.scheme` for requests whose target has none: `http` or `https`. Default `http`.
+    pub fn default_scheme(mut self, scheme: impl Into<String>) -> Self {
+        self.config.default_scheme = scheme.into();
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], as [`Config::build`] reports it.
+    pub fn build(self) -> Result<TelemetryLayer, ConfigError> {
+        self.config.build()
+    }
+}
+
+/// The validated configuration, ready for the request path.
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)]
+pub(crate) struct Settings {
+    pub(crate) tracing: bool,
+    pub(crate) metrics: bool,
+    pub(crate) span_level: SpanLevel,
+    pub(crate) accept_incoming_context: bool,
+    pub(crate) max_tracestate_len: usize,
+    pub(crate) record_query: bool,
+    pub(crate) redacted_query_keys: Box<[Box<str>]>,
+    pub(crate) request_headers: Box<[(HeaderName, Key)]>,
+    pub(crate) response_headers: Box<[(HeaderName, Key)]>,
+    pub(crate) default_https: bool,
+    pub(crate) http_metrics: HttpMetrics,
+}
+
+fn headers(
+    field: &'static str,
+    prefix: &str,
+    names: &[String],
+) -> Result<Box<[(HeaderName, Key)]>, ConfigError> {
+    let mut out: Vec<(HeaderName, Key)> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{field}[{i}]");
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::new(key.clone(), format!("{name:?} is not a header name")))?;
+        if CREDENTIAL_HEADERS.contains(&header.as_str()) {
+            return Err(ConfigError::new(
+                key,
+                format!("{header} carries credentials and is never recorded on spans"),
+            ));
+        }
+        if out.iter().any(|(h, _)| *h == header) {
+            return Err(ConfigError::new(key, format!("{header} is listed twice")));
+        }
+        let attribute: Arc<str> = format!("{prefix}{header}").into();
+        out.push((header, Key::from(attribute)));
+    }
+    Ok(out.into_boxed_slice())
+}
+
+fn compile(config: &Config) -> Result<Settings, ConfigError> {
+    if !(DEFAULT_TRACESTATE_LIMIT..=MAX_TRACESTATE_LIMIT).contains(&config.max_tracestate_len) {
+        return Err(ConfigError::new(
+            "max_tracestate_len",
+            format!(
+                "must be from {DEFAULT_TRACESTATE_LIMIT} (what the W3C spec says to propagate) to \
+                 {MAX_TRACESTATE_LIMIT}, not {}",
+                config.max_tracestate_len
+            ),
+        ));
+    }
+    for (i, key) in config.redacted_query_keys.iter().enumerate() {
+        if key.is_empty() {
+            return Err(ConfigError::new(
+                format!("redacted_query_keys[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    let default_https = match config.default_scheme.as_str() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(ConfigError::new(
+                "default_scheme",
+                format!("must be \"http\" or \"https\", not {other:?}"),
+            ));
+        }
+    };
+    Ok(Settings {
+        tracing: config.tracing,
+        metrics: config.metrics,
+        span_level: config.span_level,
+        accept_incoming_context: config.accept_incoming_context,
+        max_tracestate_len: config.max_tracestate_len,
+        record_query: config.record_query,
+        redacted_query_keys: config
+            .redacted_query_keys
+            .iter()
+            .map(|k| k.as_str().into())
+            .collect(),
+        request_headers: headers(
+            "request_headers",
+            "http.request.header.",
+            &config.request_headers,
+        )?,
+        response_headers: headers(
+            "response_headers",
+            "http.response.header.",
+            &config.response_headers,
+        )?,
+        default_https,
+        http_metrics: HttpMetrics::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_its_key() {
+        let err = |config: Config| config.validate().unwrap_err().key().to_owned();
+        assert_eq!(
+            err(Config {
+                max_tracestate_len: 100,
+                ..Config::default()
+            }),
+            "telemetry.max_tracestate_len"
+        );
+        assert_eq!(
+            err(Config {
+                default_scheme: "ftp".into(),
+                ..Config::default()
+            }),
+            "telemetry.default_scheme"
+        );
+        assert_eq!(
+            err(Config {
+                request_headers: vec!["x-ok".into(), "bad header".into()],
+                ..Config::default()
+            }),
+            "telemetry.request_headers[1]"
+        );
+        assert_eq!(
+            err(Config {
+                response_headers: vec!["Set-Cookie".into()],
+                ..Config::default()
+            }),
+            "telemetry.response_headers[0]"
+        );
+        assert_eq!(
+            err(Config {
+                request_headers: vec!["x-a".into(), "X-A".into()],
+                ..Config::default()
+            }),
+            "telemetry.request_headers[1]"
+        );
+        assert_eq!(
+            err(Config {
+                redacted_query_keys: vec![String::new()],
+                ..Config::default()
+            }),
+            "telemetry.redacted_query_keys[0]"
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn deserializes_with_defaults_and_refuses_unknown_keys() {
+        let config: Config = serde_json::from_str(
+            r#"{"record_query": true, "span_level": "debug", "request_headers": ["x-tenant"]}"#,
+        )
+        .unwrap();
+        assert!(config.record_query && config.tracing && config.metrics);
+        assert_eq!(config.span_level, SpanLevel::Debug);
+        assert_eq!(config.max_tracestate_len, 512);
+        config.validate().unwrap();
+        assert!(serde_json::from_str::<Config>(r#"{"unknown": 1}"#).is_err());
+    }
+
+    #[test]
+    fn header_attributes_are_named_by_the_conventions() {
+        let settings = compile(&Config {
+            request_headers: vec!["X-Forwarded-For".into()],
+            response_headers: vec!["content-type".into()],
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(
+            settings.request_headers[0].1.as_str(),
+            "http.request.header.x-forwarded-for"
+        );
+        assert_eq!(
+            settings.response_headers[0].1.as_str(),
+            "http.response.header.content-type"
+        );
+    }
+}
