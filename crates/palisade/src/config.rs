@@ -21,6 +21,7 @@ use palisade_health::{DrainConfig, HealthConfig, HealthHandle};
 use palisade_loadshed_priority::LoadShedConfig;
 use palisade_request_id::Config as RequestIdConfig;
 use palisade_security_headers::Config as SecurityHeadersConfig;
+use palisade_telemetry::Config as TelemetryConfig;
 
 /// The environment variable naming the configuration file read by [`PalisadeConfig::load`].
 pub const CONFIG_FILE_ENV: &str = "PALISADE_CONFIG";
@@ -42,6 +43,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[server]` | [`ServerConfig`] | address, HTTP/1.1 limits, connection limit, drain |
 /// | `[layers]` | [`LayerToggles`] | which layers of the stack are on |
 /// | `[request_id]` | [`palisade_request_id::Config`] | request ids |
+/// | `[telemetry]` | [`palisade_telemetry::Config`] | request spans and HTTP metrics |
 /// | `[security_headers]` | [`palisade_security_headers::Config`] | response security headers |
 /// | `[health]` | [`HealthConfig`] | probe paths, details, overload policy |
 /// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
@@ -58,6 +60,8 @@ pub struct PalisadeConfig {
     pub layers: LayerToggles,
     /// Request ids.
     pub request_id: RequestIdConfig,
+    /// Request spans (OpenTelemetry) and HTTP metrics.
+    pub telemetry: TelemetryConfig,
     /// Security headers.
     pub security_headers: SecurityHeadersConfig,
     /// Health probes.
@@ -84,6 +88,8 @@ pub struct LayerToggles {
     pub connection_limit: bool,
     /// Request ids.
     pub request_id: bool,
+    /// Request spans and HTTP metrics.
+    pub telemetry: bool,
     /// Security headers.
     pub security_headers: bool,
     /// Health probes.
@@ -103,6 +109,7 @@ impl Default for LayerToggles {
         Self {
             connection_limit: true,
             request_id: true,
+            telemetry: true,
             security_headers: true,
             health: true,
             concurrency: true,
@@ -394,6 +401,9 @@ impl PalisadeConfig {
         self.request_id
             .validate()
             .map_err(|e| e.within("request_id"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.within("telemetry"))?;
         self.security_headers
             .validate()
             .map_err(|e| e.within("security_headers"))?;

@@ -11,6 +11,7 @@ use palisade_health::{Check, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::LoadShedLayer;
 use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
+use palisade_telemetry::TelemetryLayer;
 use tower::ServiceBuilder;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
@@ -101,6 +102,11 @@ impl StackBuilder {
             .then(|| RequestIdLayer::from_config(&config.request_id))
             .transpose()
             .map_err(|e| e.within("request_id"))?;
+        let telemetry = on
+            .telemetry
+            .then(|| config.telemetry.build())
+            .transpose()
+            .map_err(|e| e.within("telemetry"))?;
         let security_headers = on
             .security_headers
             .then(|| SecurityHeadersLayer::from_config(config.security_headers.clone()))
@@ -159,6 +165,7 @@ impl StackBuilder {
         server.overload = Some(overload.clone());
         Ok(Stack {
             request_id,
+            telemetry,
             security_headers,
             health_layer: on.health.then(|| health.clone()),
             health: health.handle(),
@@ -184,11 +191,12 @@ impl StackBuilder {
 /// |---|---|---|
 /// | listener | connection limit ([`serve`](crate::serve)) | refuse sockets before any HTTP work |
 /// | 1 | request id | every response, rejections included, carries the id |
-/// | 2 | security headers | on every response, rejections included |
-/// | 3 | health probes | answered here: never limited, never shed |
-/// | 4 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
-/// | 5 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
-/// | 6 | body limit, timeout (tower-http) | bound each admitted request |
+/// | 2 | telemetry | a span and a duration for everything, rejections included (the span records the request id) |
+/// | 3 | security headers | on every response, rejections included |
+/// | 4 | health probes | answered here: never limited, never shed |
+/// | 5 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
+/// | 6 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
+/// | 7 | body limit, timeout (tower-http) | bound each admitted request |
 /// | per route | bulkhead, circuit breaker | [`bulkhead`](Self::bulkhead), [`circuit_breaker`](Self::circuit_breaker) with `Router::route_layer` |
 ///
 /// ```
@@ -214,6 +222,7 @@ impl StackBuilder {
 #[derive(Debug, Clone)]
 pub struct Stack {
     request_id: Option<RequestIdLayer>,
+    telemetry: Option<TelemetryLayer>,
     security_headers: Option<SecurityHeadersLayer>,
     health_layer: Option<HealthLayer>,
     health: HealthHandle,
@@ -245,6 +254,7 @@ impl Stack {
         router.layer(
             ServiceBuilder::new()
                 .layer(Optional(self.request_id.clone()))
+                .layer(Optional(self.telemetry.clone()))
                 .layer(Optional(self.security_headers.clone()))
                 .layer(Optional(self.health_layer.clone()))
                 .layer(Optional(self.load_shed.clone()))

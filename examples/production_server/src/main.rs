@@ -3,22 +3,47 @@
 //! Configuration: `palisade.toml` beside this crate (compiled in), then the file named by
 //! `PALISADE_CONFIG` (or `./palisade.toml`), then `PALISADE_*__*` variables such as
 //! `PALISADE_CONCURRENCY__MAX_IN_FLIGHT=500`. `PALISADE_ADDR` (default `127.0.0.1:8080`) is
-//! where it listens; `RUST_LOG` (default `info`) what it logs.
+//! where it listens; `RUST_LOG` (default `info`) what it logs. Traces are exported over OTLP
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the other `OTEL_*` variables apply); metrics are
+//! served at `/metrics`.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
-use palisade::core::OverloadState;
-use tracing_subscriber::EnvFilter;
+use palisade::{
+    core::OverloadState,
+    telemetry::{PrometheusMetrics, TracingConfig},
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        // Colour for people at a terminal, plain text for log collectors and pipes.
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    // Logs to stdout (RUST_LOG), and spans over OTLP when a collector is configured: a demo
+    // without one should not warn about an unreachable localhost:4317 every minute.
+    let tracing = TracingConfig::from_env().and_then(|mut config| {
+        let collector = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        config.enabled &= collector;
+        Ok(config)
+    });
+    let tracing = match tracing.map(|config| config.init()) {
+        Ok(Ok(guard)) => guard,
+        Ok(Err(err)) => {
+            eprintln!("cannot start tracing: {err}");
+            return ExitCode::FAILURE;
+        }
+        Err(err) => {
+            eprintln!("configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the stack: the layers register their metric handles when they are built.
+    let metrics = match PrometheusMetrics::install() {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            eprintln!("cannot install the Prometheus recorder: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let built = production_server::config()
         .map_err(|err| err.to_string())
@@ -55,6 +80,7 @@ async fn main() -> ExitCode {
         ("POST", "/admin/dependency/fail"),
         ("POST", "/admin/dependency/heal"),
         ("GET ", "/admin/status"),
+        ("GET ", "/metrics"),
         ("GET ", "/health/live"),
         ("GET ", "/health/ready"),
         ("GET ", "/health/startup"),
@@ -62,18 +88,24 @@ async fn main() -> ExitCode {
         println!("  {method} http://{local}{path}");
     }
 
-    let app = production_server::app(&stack, state);
+    // `/metrics` outside the stack, like the probes: scrapes are never limited or shed.
+    let app = metrics.add_route(production_server::app(&stack, state));
     stack.health().mark_started();
     // On SIGTERM: readiness fails at once, the server keeps serving for the propagation delay
     // (so Kubernetes removes the pod from its endpoints), then stops accepting and lets
     // in-flight requests finish, up to the drain deadline. A second Ctrl-C skips the waits.
-    match palisade::serve(listener, app, stack.server_config()).await {
+    let served = palisade::serve(listener, app, stack.server_config()).await;
+    // Flush the spans still queued for the collector.
+    if let Err(err) = tracing.shutdown().await {
+        eprintln!("tracing shutdown: {err}");
+    }
+    match served {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
         }
         Err(err) => {
-            tracing::error!(%err, "server failed");
+            eprintln!("server failed: {err}");
             ExitCode::FAILURE
         }
     }

@@ -1,56 +1,13 @@
 //! The real binary, as the README runs it: it listens where `PALISADE_ADDR` says, answers, and
 //! exits cleanly (status 0) on SIGTERM after finishing the request in flight.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use palisade_testkit::Client;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    sync::mpsc,
-};
+use support::{sigterm, start_binary};
+use tokio::process::Command;
 
-/// The running binary, its base URL, and its log lines after the address line.
-async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
-        .env("PALISADE_ADDR", "127.0.0.1:0")
-        .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
-        // tower-http logs the start of each request at debug: the test waits for it.
-        .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn production_server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("the server exited before it printed its address");
-    })
-    .await
-    .expect("the server printed its address in time");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
-    (child, base, rx)
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("child still running");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    assert!(status.expect("run kill").success());
-}
+mod support;
 
 #[tokio::test]
 async fn answers_and_exits_cleanly_on_sigterm() {

@@ -1,0 +1,54 @@
+//! Shared by the tests that run the real binary.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::{process::Stdio, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+/// The running binary, its base URL, and its log lines after the address line.
+pub async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
+        .env("PALISADE_ADDR", "127.0.0.1:0")
+        .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
+        // tower-http logs the start of each request at debug: the test waits for it.
+        .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn production_server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("the server exited before it printed its address");
+    })
+    .await
+    .expect("the server printed its address in time");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, base, rx)
+}
+
+pub fn sigterm(child: &Child) {
+    let pid = child.id().expect("child still running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(status.expect("run kill").success());
+}
+
