@@ -16,7 +16,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{RngCore, SeedableRng, rngs::StdRng};
 use uuid::{Builder, Uuid};
 
 use crate::id::RequestId;
@@ -171,7 +171,7 @@ impl ThreadState {
 /// fail (it does not on supported platforms once booted), the seed falls back to the standard
 /// library's per-process random hash keys mixed with the time and thread, rather than panicking.
 fn seeded_rng() -> StdRng {
-    StdRng::try_from_rng(&mut rand::rngs::SysRng).unwrap_or_else(|_| {
+    StdRng::try_from_rng(&mut rand::rngs::OsRng).unwrap_or_else(|_| {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         std::thread::current().id().hash(&mut hasher);
