@@ -101,6 +101,10 @@ impl ServerArgs {
 pub enum App {
     /// An axum application, served by `axum::serve` with `ConnectInfo<SocketAddr>`.
     Axum(Router),
+    /// The same with `TCP_NODELAY` on every connection (as the bare hyper server sets it): for
+    /// streams of small writes such as WebSocket messages, which Nagle's algorithm would hold
+    /// back until the client's delayed ACK.
+    AxumNoDelay(Router),
     /// hyper with a `service_fn` and no router (see [`crate::servers::serve_bare_hyper`]).
     BareHyper(crate::servers::Work),
     /// An axum application served by `palisade::serve` with these settings (connection limit,

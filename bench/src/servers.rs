@@ -162,8 +162,12 @@ pub fn palisade_preset(router: Router) -> Result<App, String> {
 pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
     match app {
         App::Axum(router) => axum::serve(
-            // As the bare hyper server does: without it, Nagle's algorithm holds small writes
-            // that follow an unacknowledged one (WebSocket messages) for the client's delayed ACK.
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        App::AxumNoDelay(router) => axum::serve(
             listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             }),
