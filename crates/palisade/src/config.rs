@@ -22,6 +22,7 @@ use palisade_loadshed_priority::LoadShedConfig;
 use palisade_request_id::Config as RequestIdConfig;
 use palisade_security_headers::Config as SecurityHeadersConfig;
 use palisade_telemetry::Config as TelemetryConfig;
+use palisade_ws_backpressure::BackpressureConfig;
 
 /// The environment variable naming the configuration file read by [`PalisadeConfig::load`].
 pub const CONFIG_FILE_ENV: &str = "PALISADE_CONFIG";
@@ -51,6 +52,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[limits]` | [`RequestLimits`] | request timeout and body size (tower-http) |
 /// | `[bulkheads.<name>]` | [`BulkheadConfig`] | named per-route pools, see [`Stack::bulkhead`](crate::Stack::bulkhead) |
 /// | `[circuit_breakers.<name>]` | [`CircuitBreakerConfig`] | named breakers, see [`Stack::circuit_breaker`](crate::Stack::circuit_breaker) |
+/// | `[websocket]` | [`BackpressureConfig`] | send queues of the application's WebSockets (`palisade::ws`) |
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PalisadeConfig {
@@ -76,6 +78,9 @@ pub struct PalisadeConfig {
     pub bulkheads: BTreeMap<String, BulkheadConfig>,
     /// Circuit breakers by name (the table key is the breaker's name).
     pub circuit_breakers: BTreeMap<String, CircuitBreakerConfig>,
+    /// WebSocket send queues and slow-client policy, for the application's
+    /// [`Hub`](palisade_ws_backpressure::Hub) or [`Backpressure`](palisade_ws_backpressure::Backpressure).
+    pub websocket: BackpressureConfig,
 }
 
 /// Which layers of the preset stack are on. All are on by default; turning one off removes it
@@ -415,6 +420,9 @@ impl PalisadeConfig {
             .validate()
             .map_err(|e| e.within("load_shed"))?;
         self.limits.validate().map_err(|e| e.within("limits"))?;
+        self.websocket
+            .validate()
+            .map_err(|e| e.within("websocket"))?;
         for (name, bulkhead) in &self.bulkheads {
             bulkhead
                 .validate()
@@ -473,6 +481,7 @@ impl PalisadeConfig {
         self.health.overload = palisade_health::OverloadPolicy::Warn;
         self.concurrency.mode = ObserveOnly;
         self.load_shed.mode = ObserveOnly;
+        self.websocket.mode = ObserveOnly;
         for bulkhead in self.bulkheads.values_mut() {
             bulkhead.mode = ObserveOnly;
         }

@@ -34,6 +34,7 @@
 //! | [`loadshed`] | `palisade-loadshed-priority` | priority classification and graduated shedding, lowest class first |
 //! | [`request_id`] | `palisade-request-id` | request ids that are safe to trust: generated, validated, propagated, logged |
 //! | [`security_headers`] | `palisade-security-headers` | OWASP-grade response headers with presets, validated at build time |
+//! | [`ws`] | `palisade-ws-backpressure` | WebSocket send queues bounded in bytes and messages, overflow and slow-client policies, a broadcast hub |
 //! | [`telemetry`] | `palisade-telemetry` | OpenTelemetry server spans with W3C trace context, OTLP export, semconv Prometheus metrics, `/metrics` |
 
 mod config;
@@ -55,6 +56,7 @@ pub use palisade_loadshed_priority as loadshed;
 pub use palisade_request_id as request_id;
 pub use palisade_security_headers as security_headers;
 pub use palisade_telemetry as telemetry;
+pub use palisade_ws_backpressure as ws;
 pub use serve::{ServeReport, serve, serve_with_shutdown, shutdown_signal};
 pub use stack::{Stack, StackBuilder};
 

@@ -196,7 +196,14 @@ fn every_section_is_validated_with_its_key() {
         ),
         ("[health]\nready_path = \"ready\"\n", "health.ready_path"),
         ("[limits]\ntimeout = 0\n", "limits.timeout"),
-        ("[telemetry]\nmax_tracestate_len = 1\n", "telemetry.max_tracestate_len"),
+        (
+            "[websocket]\nsend_buffer_low_water = 2000000\n",
+            "websocket.send_buffer_low_water",
+        ),
+        (
+            "[telemetry]\nmax_tracestate_len = 1\n",
+            "telemetry.max_tracestate_len",
+        ),
         ("[limits]\nmax_body_bytes = 0\n", "limits.max_body_bytes"),
         (
             "[bulkheads.api]\nmax_concurrent = 0\n",
@@ -238,6 +245,7 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     assert_eq!(example.request_id, defaults.request_id);
     assert_eq!(example.security_headers, defaults.security_headers);
     assert_eq!(example.telemetry, defaults.telemetry);
+    assert_eq!(example.websocket, defaults.websocket);
 }
 
 #[test]

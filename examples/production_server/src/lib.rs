@@ -13,6 +13,8 @@
 //! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `GET /admin/status` | JSON state of the dependency, breaker, bulkheads, limiter and overload |
+//! | `GET /ws` | WebSocket: a status update every second from a broadcast hub whose per-client queues are bounded (a client that stops reading is dropped, never buffered for) |
+//! | `GET /metrics` | Prometheus metrics (added by the binary, which installs the recorder) |
 //! | `GET /health/live`, `/health/ready`, `/health/startup` (and `/livez`, `/readyz`) | Kubernetes probes, `application/health+json` |
 //!
 //! The stack is Palisade's preset (request id, security headers, health, priority load
@@ -28,6 +30,7 @@ use palisade::{
     concurrency_limit::LimiterHandle,
     core::{ConfigError, OverloadState},
     health::Check,
+    ws::Hub,
 };
 use tower_http::trace::TraceLayer;
 
@@ -57,6 +60,8 @@ pub struct AppState {
     pub api_bulkhead: BulkheadLayer,
     /// The bulkhead of the `/admin` routes.
     pub admin_bulkhead: BulkheadLayer,
+    /// The broadcast hub behind `/ws`.
+    pub hub: Hub,
 }
 
 /// The example's configuration: [`DEMO_CONFIG`], then `PALISADE_CONFIG` or `./palisade.toml`,
@@ -92,6 +97,7 @@ pub fn build(
     .timeout(std::time::Duration::from_millis(500))
     .on_demand(std::time::Duration::from_secs(2))
     .non_critical();
+    let hub = Hub::new(config.websocket.clone()).map_err(|e| e.within("websocket"))?;
     let stack = Stack::builder()
         .config(config)
         .overload_state(overload.clone())
@@ -105,6 +111,7 @@ pub fn build(
         breaker: stack.breaker("dependency")?,
         api_bulkhead: stack.bulkhead("api")?,
         admin_bulkhead: stack.bulkhead("admin")?,
+        hub,
     };
     Ok((stack, state))
 }
@@ -113,4 +120,35 @@ pub fn build(
 /// admitted request's log lines carry its request id.
 pub fn app(stack: &Stack, state: AppState) -> Router {
     stack.apply(routes::router(state).layer(TraceLayer::new_for_http()))
+}
+
+/// Publishes a status update to every `/ws` client once per `period`, until the server starts
+/// draining; then closes every WebSocket with 1001 (going away), so clients reconnect elsewhere
+/// instead of being cut at the drain deadline.
+pub async fn broadcast_updates(stack: Stack, state: AppState, period: std::time::Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let draining = stack.health().draining();
+    tokio::pin!(draining);
+    loop {
+        tokio::select! {
+            () = &mut draining => break,
+            _ = ticks.tick() => {
+                let update = serde_json::json!({
+                    "type": "status",
+                    "uptime_seconds": state.started.elapsed().as_secs(),
+                    "requests_in_flight": state.requests.as_ref().map(LimiterHandle::count),
+                    "overload_level": state.overload.level(),
+                    "breaker": state.breaker.state().as_str(),
+                    "clients": state.hub.connections(),
+                });
+                state.hub.publish(update.to_string());
+            }
+        }
+    }
+    let closed = state.hub.close_all(Some(axum::extract::ws::CloseFrame {
+        code: 1001,
+        reason: "server shutting down".into(),
+    }));
+    tracing::info!(closed, "closed the WebSocket clients for the drain");
 }

@@ -18,12 +18,15 @@ use palisade::{
 async fn main() -> ExitCode {
     // Logs to stdout (RUST_LOG), and spans over OTLP when a collector is configured: a demo
     // without one should not warn about an unreachable localhost:4317 every minute.
-    let tracing = TracingConfig::from_env().and_then(|mut config| {
-        let collector = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some());
+    let collector = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some());
+    let tracing = TracingConfig::from_env().map(|mut config| {
         config.enabled &= collector;
-        Ok(config)
+        config
     });
     let tracing = match tracing.map(|config| config.init()) {
         Ok(Ok(guard)) => guard,
@@ -81,6 +84,7 @@ async fn main() -> ExitCode {
         ("POST", "/admin/dependency/heal"),
         ("GET ", "/admin/status"),
         ("GET ", "/metrics"),
+        ("WS  ", "/ws"),
         ("GET ", "/health/live"),
         ("GET ", "/health/ready"),
         ("GET ", "/health/startup"),
@@ -88,6 +92,11 @@ async fn main() -> ExitCode {
         println!("  {method} http://{local}{path}");
     }
 
+    tokio::spawn(production_server::broadcast_updates(
+        stack.clone(),
+        state.clone(),
+        std::time::Duration::from_secs(1),
+    ));
     // `/metrics` outside the stack, like the probes: scrapes are never limited or shed.
     let app = metrics.add_route(production_server::app(&stack, state));
     stack.health().mark_started();

@@ -73,8 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/dependency/heal", post(heal_dependency))
         .route("/admin/status", get(status))
         .route_layer(state.admin_bulkhead.clone());
+    // The WebSocket hub: bounded per-client queues, so a stalled client costs the server at most
+    // its high-water mark and never delays the others.
+    let ws = state.hub.route();
     Router::new()
         .route("/", get(index))
+        .route("/ws", ws)
         .merge(api)
         .merge(admin)
         .with_state(state)

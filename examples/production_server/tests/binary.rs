@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use palisade_testkit::Client;
 use support::{sigterm, start_binary};
 use tokio::process::Command;
+use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
@@ -43,8 +45,24 @@ async fn answers_and_exits_cleanly_on_sigterm() {
         client.get(&format!("{base}/health/ready")).await.status,
         200
     );
+    let ws_url = format!("{}/ws", base.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("WebSocket handshake");
     sigterm(&child);
     assert_eq!(slow.await.expect("slow request task").status, 200);
+    // WebSocket clients are told to go away (1001) when the drain starts, not cut at its end.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("a close frame within 5 s of SIGTERM");
+    assert_eq!(closed, Some(1001));
     // During the propagation delay readiness fails while requests are still served. (A fresh
     // client: the drain closes keep-alive connections.)
     let probe = Client::new().get(&format!("{base}/health/ready")).await;

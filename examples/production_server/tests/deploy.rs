@@ -4,12 +4,16 @@
 
 use std::{collections::BTreeSet, io::Write, process::Stdio};
 
+use futures_util::StreamExt;
 use palisade_testkit::Client;
 use support::{sigterm, start_binary};
 
 mod support;
 
-const ALERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/alerts.yaml");
+const ALERTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/prometheus/alerts.yaml"
+);
 const DASHBOARD: &str = include_str!("../../../deploy/grafana/palisade.json");
 
 /// Runs promtool with `args`, feeding `stdin`; fails clearly when promtool is missing.
@@ -48,7 +52,7 @@ fn the_alert_rules_pass_promtool() {
     assert!(output.contains("SUCCESS"), "{output}");
 }
 
-/// Metric names in PromQL expressions: identifiers that start like Palisade's or the HTTP
+/// Metric names in `PromQL` expressions: identifiers that start like Palisade's or the HTTP
 /// semantic conventions' metrics.
 fn queried_metrics(dashboard: &serde_json::Value) -> BTreeSet<String> {
     let mut exprs = Vec::new();
@@ -103,10 +107,29 @@ async fn the_dashboard_queries_only_metrics_the_example_exports() {
     for path in ["/", "/api/items", "/api/items/99", "/nowhere", "/api/flaky"] {
         client.get(&format!("{base}{path}")).await;
     }
-    assert_eq!(client.post(&format!("{base}/admin/breaker/open")).await.status, 200);
+    assert_eq!(
+        client
+            .post(&format!("{base}/admin/breaker/open"))
+            .await
+            .status,
+        200
+    );
     let rejected = client.get(&format!("{base}/api/flaky")).await;
     assert_eq!(rejected.status, 503);
     client.get(&format!("{base}/health/ready")).await;
+    // A WebSocket client on the hub receives the status updates.
+    let ws_url = format!("{}/ws", base.replacen("http://", "ws://", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("WebSocket handshake through the whole stack and palisade::serve");
+    let update = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+        .await
+        .expect("an update within a second or two")
+        .expect("the stream is open")
+        .expect("a message");
+    let update: serde_json::Value =
+        serde_json::from_str(update.to_text().expect("text")).expect("JSON");
+    assert_eq!(update["type"], "status");
 
     let exposition = client.get(&format!("{base}/metrics")).await.text();
     let (ok, output) = promtool(&["check", "metrics"], &exposition);
@@ -124,7 +147,8 @@ async fn the_dashboard_queries_only_metrics_the_example_exports() {
     // The breaker's rejection went through the telemetry layer (outside the route layers),
     // labelled with its route template.
     assert!(
-        exposition.lines().any(|line| line.starts_with("http_server_request_duration_seconds_count")
+        exposition.lines().any(|line| line
+            .starts_with("http_server_request_duration_seconds_count")
             && line.contains("http_route=\"/api/flaky\"")
             && line.contains("http_response_status_code=\"503\"")),
         "{exposition}"

@@ -51,4 +51,3 @@ pub fn sigterm(child: &Child) {
         .status();
     assert!(status.expect("run kill").success());
 }
-
