@@ -58,7 +58,7 @@ pub use palisade_security_headers as security_headers;
 pub use palisade_telemetry as telemetry;
 pub use palisade_ws_backpressure as ws;
 pub use serve::{ServeReport, serve, serve_with_shutdown, shutdown_signal};
-pub use stack::{Stack, StackBuilder};
+pub use stack::{NoDelayListener, Stack, StackBuilder};
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -9,6 +9,7 @@
 
 use std::process::ExitCode;
 
+use axum::serve::Listener;
 use palisade::{
     core::OverloadState,
     telemetry::{PrometheusMetrics, TracingConfig},
