@@ -4,18 +4,16 @@
 use std::{
     net::SocketAddr,
     num::NonZeroU32,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use axum::{Router, extract::ConnectInfo, routing::get};
 use palisade::{ServerConfig, core::OverloadState, health::DrainOutcome};
 use palisade_testkit::{Client, raw_exchange};
-use support::Running;
+use support::{Hold, Running};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::Notify,
 };
 
 mod support;
@@ -196,28 +194,13 @@ async fn an_invalid_configuration_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("server.max_header_bytes"), "{err}");
 }
 
-/// A route that holds its response until released.
-fn held(entered: Arc<Notify>, release: Arc<Notify>) -> Router {
-    Router::new().route(
-        "/hold",
-        get(move || {
-            let (entered, release) = (entered.clone(), release.clone());
-            async move {
-                entered.notify_one();
-                release.notified().await;
-                "released"
-            }
-        }),
-    )
-}
-
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
-    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let mut server = Running::start(held(entered.clone(), release.clone()), config()).await;
+    let hold = Hold::new();
+    let mut server = Running::start(Router::new().route("/hold", hold.route()), config()).await;
     let url = server.url("/hold");
     let in_flight = tokio::spawn(async move { Client::new().get(&url).await });
-    entered.notified().await;
+    hold.entered(1).await;
     server.shut_down();
     // The listener closes: new connections are refused.
     let mut refused = false;
@@ -229,7 +212,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "still accepting after shutdown");
-    release.notify_one();
+    hold.release();
     let response = in_flight.await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "released");
@@ -244,16 +227,16 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
 
 #[tokio::test]
 async fn the_deadline_cuts_off_what_is_still_running_and_says_so() {
-    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let hold = Hold::new();
     let mut config = config();
     config.drain.deadline = Duration::from_millis(200);
-    let mut server = Running::start(held(entered.clone(), release), config).await;
+    let mut server = Running::start(Router::new().route("/hold", hold.route()), config).await;
     let url = server.url("/hold");
     let in_flight = tokio::spawn(async move {
         let request = http::Request::get(url).body(http_body_util::Full::default());
         Client::new().try_send(request.unwrap()).await
     });
-    entered.notified().await;
+    hold.entered(1).await;
     server.shut_down();
     let report = server.report().await;
     assert_eq!(report.outcome, DrainOutcome::DeadlineExceeded);
@@ -268,4 +251,41 @@ async fn the_deadline_cuts_off_what_is_still_running_and_says_so() {
         in_flight.await.unwrap().is_err(),
         "the client sees its request cut off"
     );
+}
+
+#[tokio::test]
+async fn an_upgraded_websocket_is_not_timed_out_by_the_http_clocks() {
+    use axum::extract::ws::WebSocketUpgrade;
+    use futures_util::{SinkExt, StreamExt};
+
+    let echo = Router::new().route(
+        "/echo",
+        get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|mut socket| async move {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    let server = Running::start(echo, config()).await;
+    let url = format!("ws://{}/echo", server.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    // Silent for longer than both the header timeout (300 ms) and the idle timeout (1.5 s):
+    // after the 101 the connection is the WebSocket's, not HTTP/1.1's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text("still here"))
+        .await
+        .expect("the connection is still open");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("an echo")
+        .expect("open")
+        .expect("a message");
+    assert_eq!(echoed.to_text().unwrap(), "still here");
 }

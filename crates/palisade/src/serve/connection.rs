@@ -140,7 +140,6 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             future,
             done: Some(done),
             last,
-            state: self.state.clone(),
         }
     }
 }
@@ -153,7 +152,6 @@ pub(crate) struct ConnectionFuture {
     future: RouteFuture<Infallible>,
     done: Option<RequestDone>,
     last: bool,
-    state: Arc<ConnectionState>,
 }
 
 impl Future for ConnectionFuture {
@@ -162,14 +160,14 @@ impl Future for ConnectionFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut response) = ready!(this.future.poll(cx));
+        let done = this.done.take().expect("polled after completion");
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            this.state.mark_upgraded();
+            done.state.mark_upgraded();
         } else if *this.last {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let done = this.done.take().expect("polled after completion");
         Poll::Ready(Ok(response.map(|body| ResponseBody::with_guard(body, done))))
     }
 }
