@@ -14,13 +14,14 @@ use tokio::time::{Instant, Sleep};
 use crate::{
     config::BulkheadConfig,
     metrics::Metrics,
-    queue::{Admission, Ticket, WaitQueue},
+    queue::{Admission, Ticket, WaitQueue, WaitState},
 };
 
 /// Why a bulkhead refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
-    /// Every slot was taken and the wait queue was full (or waiting is disabled).
+    /// Every slot was taken and the wait queue was full (or waiting is disabled), or, with
+    /// priority ordering, the request was waiting and a higher class took its queue place.
     QueueFull,
     /// The request waited `max_wait` without getting a slot.
     WaitTimeout,
@@ -73,7 +74,7 @@ pub struct Bulkhead {
 
 pub(crate) struct Inner {
     config: BulkheadConfig,
-    queue: WaitQueue,
+    pub(crate) queue: WaitQueue,
     queue_full: Rejection,
     wait_timeout: Rejection,
 }
@@ -169,7 +170,9 @@ impl Bulkhead {
     }
 
     /// Takes a slot, waiting up to `max_wait` in the queue (ordered by `priority` when
-    /// `priority_ordering` is on, FIFO otherwise). Dropping the future leaves the queue at once.
+    /// `priority_ordering` is on, FIFO otherwise; then a higher class may also evict a waiter
+    /// from a full queue, which resolves to [`RejectReason::QueueFull`]). Dropping the future
+    /// leaves the queue at once.
     ///
     /// In observe-only mode the future is ready at once with a permit; what would have been
     /// refused is counted with `mode="observe_only"`.
@@ -207,7 +210,7 @@ impl Bulkhead {
 
     fn permit(&self) -> Permit {
         Permit {
-            inner: Some(Arc::clone(&self.inner)),
+            inner: Arc::clone(&self.inner),
         }
     }
 }
@@ -276,20 +279,25 @@ impl Future for Acquire {
                 deadline,
             } => {
                 let queue = &bulkhead.inner.queue;
-                let granted = if queue.poll_ticket(*ticket, cx.waker()) {
-                    true
-                } else if deadline.as_mut().poll(cx).is_ready() {
-                    // A slot handed over at the last moment wins over the timeout.
-                    queue.expire(*ticket)
-                } else {
-                    return Poll::Pending;
+                let outcome = match queue.poll_ticket(*ticket, cx.waker()) {
+                    WaitState::Waiting if deadline.as_mut().poll(cx).is_ready() => {
+                        // A slot handed over (or an eviction) at the last moment wins over the
+                        // timeout.
+                        queue.expire(*ticket)
+                    }
+                    WaitState::Waiting => return Poll::Pending,
+                    decided => decided,
                 };
                 queue.metrics().wait.record(started.elapsed().as_secs_f64());
-                if granted {
-                    Ok(bulkhead.permit())
-                } else {
-                    queue.metrics().rejected(RejectReason::WaitTimeout);
-                    Err(RejectReason::WaitTimeout)
+                match outcome {
+                    WaitState::Granted => Ok(bulkhead.permit()),
+                    // Counted by the queue when it evicted us, so that a waiter dropped before it
+                    // learns of it is counted too.
+                    WaitState::Evicted => Err(RejectReason::QueueFull),
+                    WaitState::Waiting => {
+                        queue.metrics().rejected(RejectReason::WaitTimeout);
+                        Err(RejectReason::WaitTimeout)
+                    }
                 }
             }
             AcquireState::Done => panic!("Acquire polled after completion"),
@@ -312,7 +320,9 @@ impl Drop for Acquire {
 
 /// A bulkhead slot. Released when dropped; as a response body guard, when the body ends.
 pub struct Permit {
-    inner: Option<Arc<Inner>>,
+    // Not an `Option`: the null niche stays free, so `Option<Permit>` (in the response future and
+    // the body guard) is one pointer wide.
+    inner: Arc<Inner>,
 }
 
 impl fmt::Debug for Permit {
@@ -323,9 +333,7 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.queue.release();
-        }
+        self.inner.queue.release();
     }
 }
 

@@ -18,7 +18,7 @@ pub const MAX_WAIT_LIMIT: Duration = Duration::from_secs(3600);
 /// | `max_concurrent` | 100 | slots: requests running at once; never exceeded while enforcing |
 /// | `max_queued` | 100 | requests that may wait for a slot; beyond, rejected at once (`queue_full`) |
 /// | `max_wait` | 1 s | the longest a request waits for a slot (`wait_timeout`); 0 = never wait |
-/// | `priority_ordering` | false | serve waiters by [`Priority`](palisade_core::Priority) first, FIFO within a class |
+/// | `priority_ordering` | false | serve waiters by [`Priority`](palisade_core::Priority) first, FIFO within a class; a full queue evicts its lowest class for a higher one |
 /// | `retry_after` | 1 s | `Retry-After` on rejections (rounded up, at least 1 s) |
 /// | `retry_after_jitter` | 0 s | random extra delay added to `Retry-After` |
 /// | `mode` | enforce | `ObserveOnly` counts what it would reject but never waits or rejects |
@@ -42,6 +42,13 @@ pub struct BulkheadConfig {
     pub max_wait: Duration,
     /// Serve waiting requests in [`Priority`](palisade_core::Priority) order (highest first), FIFO
     /// within a class. When false, one FIFO queue for all.
+    ///
+    /// It also decides who keeps a place in a full queue. When the queue is full and a request of
+    /// a higher class than the lowest waiter arrives, it takes the place of the lowest-class, most
+    /// recently queued waiter, which is answered at once with `503` (reason
+    /// `bulkhead_queue_full`, counted as `queue_full`): critical requests are not turned away
+    /// while sheddable ones hold queue places. A request of the same or a lower class is refused
+    /// as usual. In FIFO mode (false) a full queue always refuses the newcomer.
     pub priority_ordering: bool,
     /// `Retry-After` on rejections.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]

@@ -86,37 +86,56 @@ where
 {
     type Output = Result<Response<ResponseBody<B, Permit>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         loop {
-            match kind.as_mut().project() {
-                KindProj::Waiting(waiting) => match ready!(Pin::new(&mut waiting.acquire).poll(cx))
-                {
-                    Ok(permit) => {
-                        let mut service = waiting.service.take().expect("polled after completion");
-                        let request = waiting.request.take().expect("polled after completion");
-                        let future = service.call(request);
-                        kind.set(Kind::Running {
-                            future,
-                            permit: Some(permit),
-                        });
-                    }
-                    Err(reason) => {
-                        return Poll::Ready(Ok(waiting.bulkhead.rejection(reason).response()));
-                    }
-                },
-                KindProj::Running { future, permit } => {
-                    let response = ready!(future.poll(cx))?;
-                    // The slot now lives until the body ends (or is dropped), not until headers.
-                    return Poll::Ready(Ok(match permit.take() {
-                        Some(permit) => response.map(|body| ResponseBody::with_guard(body, permit)),
-                        None => response.map(ResponseBody::new),
-                    }));
-                }
-                KindProj::Rejected { bulkhead, reason } => {
-                    return Poll::Ready(Ok(bulkhead.rejection(*reason).response()));
-                }
+            // The running request first, and the rest out of line: the common path stays small
+            // enough to inline into the caller's poll.
+            if let KindProj::Running { future, permit } = kind.as_mut().project() {
+                let response = ready!(future.poll(cx))?;
+                // The slot now lives until the body ends (or is dropped), not until headers.
+                return Poll::Ready(Ok(match permit.take() {
+                    Some(permit) => response.map(|body| ResponseBody::with_guard(body, permit)),
+                    None => response.map(ResponseBody::new),
+                }));
             }
+            if let Some(rejected) = ready!(Self::poll_admission(kind.as_mut(), cx)) {
+                return Poll::Ready(Ok(rejected));
+            }
+        }
+    }
+}
+
+impl<S, Req, B> ResponseFuture<S, Req>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body<Data = Bytes>,
+{
+    /// Waits for a slot: once granted, the request is running (`None`); else the rejection.
+    #[inline(never)]
+    fn poll_admission(
+        mut kind: Pin<&mut Kind<S, Req, S::Future>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Response<ResponseBody<B, Permit>>>> {
+        match kind.as_mut().project() {
+            KindProj::Waiting(waiting) => match ready!(Pin::new(&mut waiting.acquire).poll(cx)) {
+                Ok(permit) => {
+                    let mut service = waiting.service.take().expect("polled after completion");
+                    let request = waiting.request.take().expect("polled after completion");
+                    let future = service.call(request);
+                    kind.set(Kind::Running {
+                        future,
+                        permit: Some(permit),
+                    });
+                    Poll::Ready(None)
+                }
+                Err(reason) => Poll::Ready(Some(waiting.bulkhead.rejection(reason).response())),
+            },
+            KindProj::Rejected { bulkhead, reason } => {
+                Poll::Ready(Some(bulkhead.rejection(*reason).response()))
+            }
+            KindProj::Running { .. } => unreachable!("a running request is polled in `poll`"),
         }
     }
 }

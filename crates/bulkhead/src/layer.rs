@@ -82,7 +82,9 @@ impl BulkheadBuilder {
         self
     }
 
-    /// Serve waiters by [`Priority`](palisade_core::Priority), highest first. Default false (FIFO).
+    /// Serve waiters by [`Priority`](palisade_core::Priority), highest first, and let a higher
+    /// class evict the lowest, most recent waiter from a full queue (see
+    /// [`BulkheadConfig::priority_ordering`]). Default false (FIFO, no eviction).
     pub fn priority_ordering(mut self, enabled: bool) -> Self {
         self.config.priority_ordering = enabled;
         self

@@ -13,7 +13,12 @@
 //!   `max_wait = 0` rejects at once when every slot is taken.
 //! - **Fair order.** Waiters are served FIFO; with `priority_ordering`, by
 //!   [`Priority`](palisade_core::Priority) first (highest first) and FIFO within a class. A new
-//!   request never overtakes a waiter.
+//!   request never overtakes a waiter to a slot.
+//! - **Queue places go to the important.** With `priority_ordering`, a request that finds the
+//!   queue full but outranks its lowest waiter takes the place of the lowest-class, most recently
+//!   queued one, which gets the `bulkhead_queue_full` 503 at once: critical requests are not
+//!   turned away while sheddable ones hold queue places. Equal or lower classes, and every request
+//!   in FIFO mode, are refused when the queue is full.
 //! - **Exact cancellation.** A waiter whose client goes away leaves the queue at once; a slot
 //!   handed to it at that moment is passed to the next waiter, never leaked.
 //! - **Slots last until the body ends.** A slot is released when the response body has been sent,
@@ -66,6 +71,9 @@
 //! | `palisade_bulkhead_queued` | gauge | `bulkhead` |
 //! | `palisade_bulkhead_rejected_total` | counter | `bulkhead`, `reason` (`queue_full`, `wait_timeout`), `mode` (`enforce`, `observe_only`) |
 //! | `palisade_bulkhead_wait_seconds` | histogram | `bulkhead` (requests that had to wait) |
+//!
+//! A waiter evicted from a full queue counts once as `reason="queue_full"`, when it is evicted,
+//! and leaves `queued` unchanged (the request that evicted it takes its place).
 //!
 //! Metric handles are registered when a bulkhead is built: install the recorder first.
 

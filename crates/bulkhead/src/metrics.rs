@@ -14,10 +14,12 @@ pub const IN_FLIGHT: &str = "palisade_bulkhead_in_flight";
 /// Requests waiting for a slot, by `bulkhead`.
 pub const QUEUED: &str = "palisade_bulkhead_queued";
 /// Requests refused, by `bulkhead`, `reason` (`queue_full`, `wait_timeout`) and `mode`
-/// (`enforce`, or `observe_only`: what observe-only mode would have refused).
+/// (`enforce`, or `observe_only`: what observe-only mode would have refused). `queue_full` includes
+/// waiters evicted from a full queue by a higher class (priority ordering).
 pub const REJECTED: &str = "palisade_bulkhead_rejected_total";
-/// Time spent waiting for a slot by requests that had to wait (admitted or timed out), by
-/// `bulkhead`. Requests admitted at once and cancelled waiters are not recorded.
+/// Time spent waiting for a slot by requests that had to wait (admitted, timed out, or evicted by
+/// a higher class), by `bulkhead`. Requests admitted at once and cancelled waiters are not
+/// recorded.
 pub const WAIT_SECONDS: &str = "palisade_bulkhead_wait_seconds";
 
 pub(crate) struct Metrics {

@@ -7,6 +7,11 @@
 //! is never both free and awaited: a release that sees the flag takes the lock and hands its slot
 //! directly to the first waiter (highest class, then oldest). A waiter that goes away leaves the
 //! queue at once; if a slot had already been handed to it, the slot is passed on, never leaked.
+//!
+//! With priority ordering, a full queue makes room for a request of a higher class than its lowest
+//! waiter: the lowest-class, most recently queued waiter is evicted (told [`WaitState::Evicted`],
+//! counted as a `queue_full` rejection) and the newcomer takes its place. Eviction only swaps one
+//! waiter for another, so the slot count and the waiters flag are untouched by it.
 
 use std::{collections::BTreeMap, task::Waker};
 
@@ -36,6 +41,19 @@ pub enum Admission {
     Full,
 }
 
+/// Where a waiter stands: what [`WaitQueue::poll_ticket`] and [`WaitQueue::expire`] report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitState {
+    /// Still waiting. From [`WaitQueue::expire`]: it was still waiting and has now left the queue
+    /// without a slot (its wait timed out).
+    Waiting,
+    /// It was handed a slot, which the caller now holds; release it with [`WaitQueue::release`].
+    Granted,
+    /// A higher-priority request took its place in the full queue (priority ordering only): it
+    /// is refused with reason `queue_full`, already counted, and holds no slot.
+    Evicted,
+}
+
 /// A waiter's place in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(Key);
@@ -59,6 +77,9 @@ struct State {
     waiting: BTreeMap<Key, Option<Waker>>,
     /// Waiters that were handed a slot but have not yet seen it.
     granted: Vec<Key>,
+    /// Waiters evicted from a full queue that have not yet seen it. They hold no slot and no
+    /// longer count as queued; the entry only carries the news to the waiter.
+    evicted: Vec<Key>,
 }
 
 impl std::fmt::Debug for WaitQueue {
@@ -100,6 +121,7 @@ impl WaitQueue {
                 next_seq: 0,
                 waiting: BTreeMap::new(),
                 granted: Vec::new(),
+                evicted: Vec::new(),
             }),
             max_concurrent,
             max_queued,
@@ -191,7 +213,7 @@ impl WaitQueue {
             }
             let queued = state.waiting.len() + state.granted.len();
             if queued >= self.max_queued as usize {
-                return Admission::Full;
+                return self.evict_for(state, priority);
             }
             if word & WAITERS != 0 {
                 break;
@@ -207,17 +229,48 @@ impl WaitQueue {
                 Err(actual) => word = actual,
             }
         }
-        let rank = if self.priority_ordering {
+        let ticket = self.enqueue(&mut state, priority);
+        self.publish(&state);
+        Admission::Queued(ticket)
+    }
+
+    fn rank(&self, priority: Priority) -> u8 {
+        if self.priority_ordering {
             // CriticalPlus (the highest) ranks 0 and is served first.
             3 - priority as u8
         } else {
             0
-        };
-        let key = (rank, state.next_seq);
+        }
+    }
+
+    fn enqueue(&self, state: &mut State, priority: Priority) -> Ticket {
+        let key = (self.rank(priority), state.next_seq);
         state.next_seq += 1;
         state.waiting.insert(key, None);
-        self.publish(&state);
-        Admission::Queued(Ticket(key))
+        Ticket(key)
+    }
+
+    /// Every slot is taken and the queue is full: the newcomer takes the place of the
+    /// lowest-class, most recently queued waiter if it outranks it, so that critical requests are
+    /// not turned away while sheddable ones hold queue places. Otherwise (FIFO, equal or lower
+    /// class, or only granted waiters left to evict) it is refused.
+    fn evict_for(&self, mut state: MutexGuard<'_, State>, priority: Priority) -> Admission {
+        let rank = self.rank(priority);
+        // The last key is the highest rank (lowest class), then the latest arrival. In FIFO mode
+        // every rank is 0, so nobody ever outranks anybody.
+        let Some((&victim, _)) = state.waiting.last_key_value().filter(|(k, _)| k.0 > rank) else {
+            return Admission::Full;
+        };
+        let waker = state.waiting.remove(&victim).flatten();
+        state.evicted.push(victim);
+        let ticket = self.enqueue(&mut state, priority);
+        // One waiter out, one in: the queue length, the gauge and WAITERS are unchanged.
+        drop(state);
+        self.metrics.rejected(crate::RejectReason::QueueFull);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Admission::Queued(ticket)
     }
 
     /// Clears [`WAITERS`] once the queue is empty; called under the lock.
@@ -228,22 +281,35 @@ impl WaitQueue {
         self.publish(state);
     }
 
-    /// Whether the ticket's waiter has been handed a slot (which it now holds). Registers
-    /// `waker` to be woken when it is.
-    pub fn poll_ticket(&self, ticket: Ticket, waker: &Waker) -> bool {
+    /// Whether the ticket's waiter has been handed a slot (which it now holds) or evicted, or
+    /// still waits; then `waker` is registered to be woken when that changes. Once it reports
+    /// [`Granted`](WaitState::Granted) or [`Evicted`](WaitState::Evicted), the ticket is spent.
+    pub fn poll_ticket(&self, ticket: Ticket, waker: &Waker) -> WaitState {
         let mut state = self.lock();
-        if let Some(pos) = state.granted.iter().position(|k| *k == ticket.0) {
-            state.granted.swap_remove(pos);
-            self.publish(&state);
-            return true;
-        }
         if let Some(slot) = state.waiting.get_mut(&ticket.0) {
             match slot {
                 Some(w) if w.will_wake(waker) => {}
                 _ => *slot = Some(waker.clone()),
             }
+            return WaitState::Waiting;
         }
-        false
+        self.settle(&mut state, ticket)
+    }
+
+    /// Removes a ticket that no longer waits: granted (the caller now holds the slot) or evicted.
+    fn settle(&self, state: &mut State, ticket: Ticket) -> WaitState {
+        if let Some(pos) = state.granted.iter().position(|k| *k == ticket.0) {
+            state.granted.swap_remove(pos);
+            self.publish(state);
+            return WaitState::Granted;
+        }
+        let pos = state.evicted.iter().position(|k| *k == ticket.0);
+        // Otherwise the ticket was spent already: callers never use it again.
+        debug_assert!(pos.is_some(), "a spent ticket was used again");
+        if let Some(pos) = pos {
+            state.evicted.swap_remove(pos);
+        }
+        WaitState::Evicted
     }
 
     /// The waiter gave up (cancelled): it leaves the queue, and a slot already handed to it is
@@ -254,26 +320,28 @@ impl WaitQueue {
             self.waiter_left(&state);
             return;
         }
-        if let Some(pos) = state.granted.iter().position(|k| *k == ticket.0) {
-            state.granted.swap_remove(pos);
+        if self.settle(&mut state, ticket) == WaitState::Granted {
             self.release_locked(state);
         }
     }
 
-    /// The waiter's time is up. Returns true if a slot had been handed to it in the meantime (the
-    /// caller now holds it), false if it left the queue without one.
-    pub fn expire(&self, ticket: Ticket) -> bool {
+    /// The waiter's time is up: [`Waiting`](WaitState::Waiting) if it was still waiting (it has
+    /// now left the queue without a slot), else what happened to it in the meantime (a slot handed
+    /// over at the last moment is the caller's).
+    pub fn expire(&self, ticket: Ticket) -> WaitState {
         let mut state = self.lock();
         if state.waiting.remove(&ticket.0).is_some() {
             self.waiter_left(&state);
-            return false;
+            return WaitState::Waiting;
         }
-        if let Some(pos) = state.granted.iter().position(|k| *k == ticket.0) {
-            state.granted.swap_remove(pos);
-            self.publish(&state);
-            return true;
-        }
-        false
+        self.settle(&mut state, ticket)
+    }
+
+    /// Evicted waiters that have not yet polled or dropped their ticket. Zero once every waiter
+    /// has gone: the loom model checks this.
+    #[doc(hidden)]
+    pub fn unseen_evictions(&self) -> usize {
+        self.lock().evicted.len()
     }
 
     /// Returns a slot: to the first waiter if any, else to the pool (lock-free while nobody

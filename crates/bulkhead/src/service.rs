@@ -67,11 +67,29 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Fast path: a free slot and nobody waiting, one compare-and-swap.
-        if let Some(permit) = self.bulkhead.try_acquire() {
-            return ResponseFuture::running(self.inner.call(request), permit);
+        // Fast path: a free slot and nobody waiting, one compare-and-swap. Kept this small so it
+        // inlines into the caller, which then builds the future in place instead of copying the
+        // request and the future around.
+        match self.bulkhead.try_acquire() {
+            Some(permit) => ResponseFuture::running(self.inner.call(request), permit),
+            None => self.call_slow(request),
         }
+    }
+}
+
+impl<S: Clone> BulkheadService<S> {
+    /// Every slot is taken, somebody waits, or the bulkhead only observes: queue, reject, or (a
+    /// slot freed meanwhile, observe-only) run.
+    #[inline(never)]
+    fn call_slow<ReqBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, Request<ReqBody>>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         let mut acquire = self.bulkhead.acquire(Priority::of(&request));
         match acquire.take_ready() {
             Some(Ok(permit)) => ResponseFuture::running(self.inner.call(request), permit),

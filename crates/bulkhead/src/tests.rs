@@ -264,3 +264,96 @@ async fn observe_only_never_waits_or_rejects() {
     held.clear();
     assert_eq!(b.in_flight(), 0);
 }
+
+/// A request that must be refused at once: `QueueFull` without the (paused) clock moving. Were it
+/// waiting instead, the runtime would auto-advance to its deadline and it would time out.
+async fn refused_at_once(acquire: crate::Acquire) {
+    let start = Instant::now();
+    assert_eq!(acquire.await.unwrap_err(), RejectReason::QueueFull);
+    assert_eq!(start.elapsed(), Duration::ZERO, "refused without waiting");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_higher_class_evicts_the_youngest_lowest_waiter_from_a_full_queue() {
+    let b = bulkhead(1, 2, true);
+    let held = b.acquire(Priority::Critical).await.unwrap();
+    let older = b.acquire(Priority::Sheddable);
+    let younger = b.acquire(Priority::Sheddable);
+    assert_eq!(b.queued(), 2, "the queue is full");
+
+    let critical = b.acquire(Priority::Critical);
+    assert!(critical.is_waiting(), "took a queue place instead of a 503");
+    assert_eq!(b.queued(), 2, "one waiter out, one in");
+    refused_at_once(younger).await;
+    assert!(older.is_waiting());
+
+    // The Critical is served first, then the Sheddable that kept its place.
+    drop(held);
+    let permit = critical.await.unwrap();
+    assert_eq!((b.in_flight(), b.queued()), (1, 1));
+    drop(permit);
+    let permit = older.await.unwrap();
+    drop(permit);
+    assert_eq!((b.in_flight(), b.queued()), (0, 0));
+    assert_eq!(b.inner.queue.unseen_evictions(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn eviction_takes_the_lowest_class_first_then_the_most_recent() {
+    let b = bulkhead(1, 3, true);
+    let _held = b.acquire(Priority::Critical).await.unwrap();
+    let a = b.acquire(Priority::Sheddable);
+    let plus = b.acquire(Priority::SheddablePlus);
+    let c = b.acquire(Priority::Sheddable);
+
+    let _first = b.acquire(Priority::CriticalPlus);
+    refused_at_once(c).await;
+    let _second = b.acquire(Priority::Critical);
+    refused_at_once(a).await;
+    let _third = b.acquire(Priority::Critical);
+    refused_at_once(plus).await;
+    // Now CriticalPlus, Critical, Critical wait: a Critical outranks none of the lowest.
+    refused_at_once(b.acquire(Priority::Critical)).await;
+    assert_eq!(b.queued(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_equal_or_lower_class_does_not_evict() {
+    let b = bulkhead(1, 2, true);
+    let _held = b.acquire(Priority::Critical).await.unwrap();
+    let waiters = [
+        b.acquire(Priority::SheddablePlus),
+        b.acquire(Priority::SheddablePlus),
+    ];
+    refused_at_once(b.acquire(Priority::SheddablePlus)).await;
+    refused_at_once(b.acquire(Priority::Sheddable)).await;
+    assert!(waiters.iter().all(crate::Acquire::is_waiting));
+    assert_eq!(b.queued(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifo_mode_never_evicts() {
+    let b = bulkhead(1, 2, false);
+    let _held = b.acquire(Priority::Critical).await.unwrap();
+    let waiters = [
+        b.acquire(Priority::Sheddable),
+        b.acquire(Priority::Sheddable),
+    ];
+    refused_at_once(b.acquire(Priority::CriticalPlus)).await;
+    assert!(waiters.iter().all(crate::Acquire::is_waiting));
+    assert_eq!(b.queued(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_waiter_dropped_unpolled_leaves_nothing_behind() {
+    let b = bulkhead(1, 1, true);
+    let held = b.acquire(Priority::Critical).await.unwrap();
+    let sheddable = b.acquire(Priority::Sheddable);
+    let critical = b.acquire(Priority::Critical);
+    assert_eq!(b.inner.queue.unseen_evictions(), 1);
+    drop(sheddable); // the client went away before it learnt of the eviction
+    assert_eq!(b.inner.queue.unseen_evictions(), 0);
+    drop(held);
+    drop(critical.await.unwrap());
+    assert_eq!((b.in_flight(), b.queued()), (0, 0), "no slot leaked");
+}

@@ -1,6 +1,7 @@
 //! Model checks of the slot pool and its wait queue under every interleaving loom explores: slots
-//! held never exceed the maximum, and no slot is leaked when waiters are cancelled or time out
-//! (even when a slot is handed to a waiter at the moment it goes away).
+//! held never exceed the maximum, and no slot is leaked when waiters are cancelled, time out or are
+//! evicted from a full queue by a higher class (even when a slot is handed to a waiter at the
+//! moment it goes away).
 //! Run with `RUSTFLAGS="--cfg palisade_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p palisade-bulkhead --test loom --release`
 //! (`cargo xtask ci` does).
 #![cfg(palisade_loom)]
@@ -8,7 +9,7 @@
 use std::task::{Wake, Waker};
 
 use loom::{sync::Arc, thread};
-use palisade_bulkhead::queue::{Admission, WaitQueue};
+use palisade_bulkhead::queue::{Admission, WaitQueue, WaitState};
 use palisade_core::Priority;
 
 /// Wakes a parked loom thread.
@@ -32,8 +33,12 @@ enum Then {
 }
 
 fn run(max: u32, plan: &'static [(Priority, Then)]) {
+    run_with_queue(max, 2, plan);
+}
+
+fn run_with_queue(max: u32, max_queued: u32, plan: &'static [(Priority, Then)]) {
     loom::model(move || {
-        let queue = Arc::new(WaitQueue::new("loom", max, 2, true));
+        let queue = Arc::new(WaitQueue::new("loom", max, max_queued, true));
         let workers: Vec<_> = plan
             .iter()
             .map(|&(priority, then)| {
@@ -47,16 +52,19 @@ fn run(max: u32, plan: &'static [(Priority, Then)]) {
                                 // Park until the waker registered in the queue unparks us.
                                 let waker =
                                     Waker::from(std::sync::Arc::new(Unpark(thread::current())));
-                                while !queue.poll_ticket(ticket, &waker) {
-                                    thread::park();
+                                loop {
+                                    match queue.poll_ticket(ticket, &waker) {
+                                        WaitState::Waiting => thread::park(),
+                                        WaitState::Granted => break true,
+                                        WaitState::Evicted => break false,
+                                    }
                                 }
-                                true
                             }
                             Then::Cancel => {
                                 queue.abandon(ticket);
                                 false
                             }
-                            Then::Expire => queue.expire(ticket),
+                            Then::Expire => queue.expire(ticket) == WaitState::Granted,
                         },
                     };
                     if holds {
@@ -70,6 +78,7 @@ fn run(max: u32, plan: &'static [(Priority, Then)]) {
             worker.join().unwrap();
         }
         assert_eq!(queue.load(), (0, 0), "a slot or a waiter was leaked");
+        assert_eq!(queue.unseen_evictions(), 0, "an eviction notice was leaked");
     });
 }
 
@@ -104,6 +113,34 @@ fn expired_waiters_never_leak_a_slot() {
         &[
             (Priority::Critical, Then::Expire),
             (Priority::Sheddable, Then::Cancel),
+            (Priority::CriticalPlus, Then::Wait),
+        ],
+    );
+}
+
+#[test]
+fn evicted_waiters_never_leak_a_slot() {
+    // One slot, one queue place: whichever Sheddable waits is evicted by the Critical if the
+    // Critical arrives while it waits, in every order of arrival, grant and departure.
+    run_with_queue(
+        1,
+        1,
+        &[
+            (Priority::Sheddable, Then::Wait),
+            (Priority::Sheddable, Then::Cancel),
+            (Priority::Critical, Then::Wait),
+        ],
+    );
+}
+
+#[test]
+fn an_eviction_racing_a_timeout_never_leaks_a_slot() {
+    run_with_queue(
+        1,
+        1,
+        &[
+            (Priority::Critical, Then::Wait),
+            (Priority::Sheddable, Then::Expire),
             (Priority::CriticalPlus, Then::Wait),
         ],
     );

@@ -296,3 +296,74 @@ async fn metrics_count_slots_queue_rejections_and_waits() {
         Some(0.0)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_waiter_gets_a_queue_full_503_and_is_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = metrics::with_local_recorder(&recorder, || {
+        BulkheadLayer::builder("svc")
+            .max_concurrent(1)
+            .max_queued(1)
+            .priority_ordering(true)
+            .build()
+            .unwrap()
+    });
+    let mut svc = service(&layer);
+    let request = |priority: Priority| {
+        let mut request = Request::new(());
+        priority.assign(&mut request);
+        request
+    };
+    let held = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Priority::Critical))
+        .await
+        .unwrap();
+    let sheddable = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Priority::Sheddable));
+    let critical = svc.ready().await.unwrap().call(request(Priority::Critical));
+
+    let start = tokio::time::Instant::now();
+    let evicted = sheddable.await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "rejected at once");
+    assert_eq!(evicted.status(), 503);
+    let doc = serde_json_value::parse(&evicted.into_body().collect().await.unwrap().to_bytes());
+    assert_eq!(doc.get("reason"), Some("bulkhead_queue_full"));
+
+    let snapshot = snap(&snapshotter);
+    let rejected = |reason| {
+        value(
+            &snapshot,
+            MetricKind::Counter,
+            names::REJECTED,
+            &[("bulkhead", "svc"), ("reason", reason), ("mode", "enforce")],
+        )
+    };
+    assert_eq!(rejected("queue_full"), Some(1.0), "the eviction, once");
+    assert_eq!(rejected("wait_timeout"), Some(0.0));
+    assert_eq!(
+        value(
+            &snapshot,
+            MetricKind::Gauge,
+            names::QUEUED,
+            &[("bulkhead", "svc")]
+        ),
+        Some(1.0),
+        "the Critical holds the place"
+    );
+
+    drop(held);
+    let response = critical.await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    assert_eq!(
+        (layer.bulkhead().in_flight(), layer.bulkhead().queued()),
+        (0, 0)
+    );
+}

@@ -1,0 +1,53 @@
+//! Instruction-count harness for the per-request cost in `benches/bulkhead.rs`: pushes `N`
+//! requests through one peer on one task, so `valgrind --tool=callgrind` can compare peers
+//! deterministically on a noisy machine (criterion's timings are not). Run twice with different
+//! `N` and divide the difference in instructions by the difference in `N`, which cancels setup:
+//!
+//! ```text
+//! cargo build --release -p palisade-bulkhead --example cost
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
+//!     target/release/examples/cost palisade 100000
+//! ```
+//!
+//! Peers: `bare`, `palisade`, `tower`, `resilience`.
+
+use palisade_bulkhead::BulkheadLayer;
+use palisade_testkit::bench::{drive, inner};
+use tower::Layer;
+
+const LIMIT: u32 = 1_000_000;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let peer = args.next().unwrap_or_else(|| "palisade".to_owned());
+    let n: u64 = args.next().map_or(100_000, |n| n.parse().expect("a count"));
+    // tower-resilience's bulkhead needs the time driver even when it never waits.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let took = match peer.as_str() {
+        "bare" => rt.block_on(drive(inner(), n)),
+        "palisade" => {
+            let layer = BulkheadLayer::builder("cost")
+                .max_concurrent(LIMIT)
+                .build()
+                .expect("valid bulkhead");
+            rt.block_on(drive(layer.layer(inner()), n))
+        }
+        "tower" => rt.block_on(drive(
+            tower::limit::ConcurrencyLimitLayer::new(LIMIT as usize).layer(inner()),
+            n,
+        )),
+        "resilience" => {
+            let layer = tower_resilience_bulkhead::BulkheadLayer::builder()
+                .max_concurrent_calls(LIMIT as usize)
+                .reject_when_full()
+                .build()
+                .expect("valid tower-resilience bulkhead");
+            rt.block_on(drive(layer.layer(inner()), n))
+        }
+        other => panic!("unknown peer {other:?}: bare, palisade, tower or resilience"),
+    };
+    println!("{peer}: {n} requests in {took:?}");
+}
