@@ -14,7 +14,7 @@ use http_body::Body;
 use palisade_core::ResponseBody;
 use pin_project::pin_project;
 
-use crate::{layer::Shared, limiter::Permit};
+use crate::limiter::{Limiter, Permit};
 
 /// The response future of [`ConcurrencyLimit`](crate::ConcurrencyLimit).
 #[pin_project]
@@ -34,12 +34,13 @@ enum Kind<F, B> {
     // The response is built when polled, so this variant stays small and the admitted path does
     // not move a whole response around.
     Rejected {
-        shared: Option<Arc<Shared>>,
+        limiter: Option<Arc<Limiter>>,
         body: PhantomData<fn() -> B>,
     },
 }
 
 impl<F, B> ResponseFuture<F, B> {
+    #[inline]
     pub(crate) fn admitted(future: F, permit: Permit) -> Self {
         Self {
             kind: Kind::Admitted {
@@ -49,10 +50,10 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn rejected(shared: Arc<Shared>) -> Self {
+    pub(crate) fn rejected(limiter: Arc<Limiter>) -> Self {
         Self {
             kind: Kind::Rejected {
-                shared: Some(shared),
+                limiter: Some(limiter),
                 body: PhantomData,
             },
         }
@@ -66,7 +67,10 @@ where
 {
     type Output = Result<Response<ResponseBody<B, Permit>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The admitted request first, the rejection out of line: the common path stays small
+        // enough to inline into the caller's poll.
         match self.project().kind.project() {
             KindProj::Admitted { future, permit } => {
                 let response = ready!(future.poll(cx))?;
@@ -76,12 +80,19 @@ where
                     None => response.map(ResponseBody::new),
                 }))
             }
-            KindProj::Rejected { shared, .. } => {
-                let shared = shared
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(shared.rejection.response()))
-            }
+            KindProj::Rejected { limiter, .. } => Poll::Ready(Ok(Self::rejection(limiter))),
         }
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    /// The rejection, built only now (see [`Kind::Rejected`]).
+    #[inline(never)]
+    fn rejection(limiter: &mut Option<Arc<Limiter>>) -> Response<ResponseBody<B, Permit>> {
+        limiter
+            .take()
+            .expect("ResponseFuture polled after completion")
+            .rejection()
+            .response()
     }
 }

@@ -10,6 +10,9 @@
 //!   minimum dwell time has passed.
 //!
 //! The clock is read only when a dwell time is configured.
+//!
+//! [`Publication`] decides when readers of the state (an overload signal, gauges) need to be shown
+//! it again, so that most operations publish nothing.
 
 use std::time::Duration;
 
@@ -145,6 +148,30 @@ impl Hysteresis {
         self.epoch + Duration::from_nanos(self.shedding_since.load(Ordering::Acquire)) + self.dwell
     }
 
+    /// The common case of [`acquire`](Self::acquire) alone: accepting, and the new caller stays
+    /// below the high-water mark, so only the count changes, whatever the caller's priority and
+    /// the enforcement mode. One compare-and-swap; returns the count after it, or `None` when the
+    /// full decision is needed (then call [`acquire`](Self::acquire)).
+    #[inline]
+    pub fn try_acquire(&self) -> Option<u32> {
+        // The shedding flag sits above the count, so this one comparison checks both that the
+        // limiter is accepting and that the count stays below high water after this admission.
+        let limit = u64::from(self.thresholds.high);
+        let mut word = self.word.load(Ordering::Relaxed);
+        while word + 1 < limit {
+            match self.word.compare_exchange_weak(
+                word,
+                word + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(count(word + 1)),
+                Err(actual) => word = actual,
+            }
+        }
+        None
+    }
+
     /// Tries to take a slot. `critical` callers may use the reserve above the high-water mark;
     /// with `enforce` false every caller is counted and `refused` says what enforcement would do.
     pub fn acquire(&self, critical: bool, enforce: bool) -> Acquired {
@@ -204,6 +231,26 @@ impl Hysteresis {
         }
     }
 
+    /// The common case of [`release`](Self::release) alone: accepting, so no state change and no
+    /// deferred exit can follow. One compare-and-swap; returns the count after it, or `None` when
+    /// the limiter is shedding (then call [`release`](Self::release)).
+    #[inline]
+    pub fn try_release(&self) -> Option<u32> {
+        let mut word = self.word.load(Ordering::Relaxed);
+        while !shedding(word) {
+            debug_assert!(count(word) > 0, "release without a slot");
+            let next = word.saturating_sub(1);
+            match self
+                .word
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(count(next)),
+                Err(actual) => word = actual,
+            }
+        }
+        None
+    }
+
     /// Gives a slot back.
     pub fn release(&self) -> Released {
         let low = self.thresholds.low;
@@ -248,6 +295,80 @@ impl Hysteresis {
                 Ok(_) => return Some(Transition::StoppedShedding),
                 Err(actual) => word = actual,
             }
+        }
+    }
+}
+
+/// Set in [`Publication`]'s word while somebody publishes; above any state word.
+const PUBLISHING: u64 = 1 << 63;
+
+/// What readers of a [`Hysteresis`] (an overload signal, gauges) were last shown, so that it is
+/// published again only when they would notice: another shedding flag, zero exactly, other counts
+/// to within `step`. Most operations then publish nothing, at the cost of one load and a
+/// comparison.
+///
+/// After each operation, call [`is_stale`](Self::is_stale) with the state it left behind (or any
+/// state read after it), and [`publish`](Self::publish) when it says so. Once the operations
+/// stop, the last publication shows the final state (to within `step`, and exactly at zero):
+/// publications run one at a time, whoever finds one running leaves its change to it, and the
+/// publisher reads the state again, with a read-modify-write, after it is done. Every change of
+/// the state is a read-modify-write too, so either that re-read sees the change, or it
+/// synchronises with the change and the changer's check sees the new publication.
+#[derive(Debug)]
+pub struct Publication {
+    /// The state word readers were shown, or'ed with [`PUBLISHING`] while somebody publishes.
+    shown: AtomicU64,
+    step: u64,
+}
+
+impl Publication {
+    /// Nothing published yet (as if count 0, accepting, were); counts are republished once they
+    /// move `step` (at least 1) away from the last publication.
+    pub fn new(step: u32) -> Self {
+        Self {
+            shown: AtomicU64::new(0),
+            step: u64::from(step.max(1)),
+        }
+    }
+
+    /// Whether readers need to be shown `count` and `shedding`. No while somebody publishes: the
+    /// publisher will read the state again when done.
+    #[inline]
+    pub fn is_stale(&self, count: u32, shedding: bool) -> bool {
+        let word = pack(count, shedding);
+        let shown = self.shown.load(Ordering::Acquire);
+        // Counts stay far below 2^32, so words with different flags are far apart: the distance
+        // covers the flag.
+        word != shown
+            && (count == 0 || word.abs_diff(shown) >= self.step)
+            && shown & PUBLISHING == 0
+    }
+
+    /// Shows the current state of `state` through `show(count, shedding)`, again until it is
+    /// stable; returns at once if somebody else is publishing (they will see this caller's change).
+    pub fn publish(&self, state: &Hysteresis, mut show: impl FnMut(u32, bool)) {
+        if self.shown.fetch_or(PUBLISHING, Ordering::Acquire) & PUBLISHING != 0 {
+            return;
+        }
+        // The caller's own change at least; later ones are caught by the re-read below.
+        let mut word = state.word.load(Ordering::Acquire);
+        loop {
+            show(count(word), shedding(word));
+            // A swap, not a store: every write of `shown` is then a read-modify-write, which
+            // loom models exactly (it lets a plain store slip between another thread's read and
+            // write of a read-modify-write: tokio-rs/loom#254).
+            let before = self.shown.swap(word, Ordering::Release);
+            debug_assert!(before & PUBLISHING != 0, "published without the flag");
+            // Changes made while the flag was set were left to us. A read-modify-write reads the
+            // latest state (see the type's docs).
+            let now = state.word.fetch_add(0, Ordering::AcqRel);
+            if now == word
+                || !self.is_stale(count(now), shedding(now))
+                || self.shown.fetch_or(PUBLISHING, Ordering::Acquire) & PUBLISHING != 0
+            {
+                return;
+            }
+            word = now;
         }
     }
 }
@@ -428,5 +549,78 @@ mod tests {
             h.release();
         }
         assert_eq!(h.load(), (1, false));
+    }
+
+    #[test]
+    fn the_fast_paths_take_only_what_changes_nothing_but_the_count() {
+        let h = machine(10, 3, 1, Duration::ZERO);
+        assert_eq!(h.try_acquire(), Some(1));
+        assert_eq!(h.try_acquire(), Some(2));
+        assert_eq!(h.try_acquire(), None, "the third reaches high water");
+        assert_eq!(h.load(), (2, false), "a refused fast path changes nothing");
+        assert_eq!(
+            h.acquire(false, true).transition,
+            Some(Transition::StartedShedding)
+        );
+        assert_eq!(h.try_release(), None, "shedding: the full release decides");
+        assert_eq!(h.load(), (3, true));
+        h.release();
+        assert_eq!(h.release().transition, Some(Transition::StoppedShedding));
+        assert_eq!(h.try_release(), Some(0));
+        assert_eq!(h.load(), (0, false));
+    }
+
+    #[test]
+    fn with_a_high_water_mark_of_one_the_fast_path_never_admits() {
+        let h = machine(2, 1, 0, Duration::ZERO);
+        assert_eq!(h.try_acquire(), None);
+        assert_eq!(h.load(), (0, false));
+    }
+
+    fn publication(h: &Hysteresis, p: &Publication) -> Vec<(u32, bool)> {
+        let mut shown = Vec::new();
+        p.publish(h, |count, shedding| shown.push((count, shedding)));
+        shown
+    }
+
+    #[test]
+    fn publication_skips_what_readers_would_not_notice() {
+        let h = machine(1000, 800, 600, Duration::ZERO);
+        let p = Publication::new(10);
+        assert!(!p.is_stale(0, false), "starts as if idle were shown");
+        assert!(!p.is_stale(9, false), "within the step");
+        assert!(p.is_stale(10, false), "a step away");
+        assert!(p.is_stale(3, true), "another flag");
+        for _ in 0..12 {
+            h.acquire(false, true);
+        }
+        assert_eq!(publication(&h, &p), [(12, false)]);
+        assert!(!p.is_stale(12, false));
+        assert!(!p.is_stale(3, false), "within the step below");
+        assert!(p.is_stale(0, false), "zero is shown exactly");
+        assert!(p.is_stale(12, true));
+    }
+
+    #[test]
+    fn a_publication_in_progress_takes_over_later_changes() {
+        let h = machine(1000, 800, 600, Duration::ZERO);
+        let p = Publication::new(1);
+        h.acquire(false, true);
+        let mut shown = Vec::new();
+        p.publish(&h, |count, shedding| {
+            shown.push((count, shedding));
+            // A change while publishing: its maker finds the publication running and leaves it.
+            if shown.len() == 1 {
+                h.acquire(false, true);
+                assert!(!p.is_stale(2, false));
+                assert!(publication(&h, &p).is_empty());
+            }
+        });
+        assert_eq!(
+            shown,
+            [(1, false), (2, false)],
+            "published again after the change"
+        );
+        assert!(!p.is_stale(2, false));
     }
 }

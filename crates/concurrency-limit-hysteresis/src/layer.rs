@@ -19,12 +19,9 @@ use crate::{
 /// and connection, shares it. Cloning the layer shares it too.
 #[derive(Clone)]
 pub struct ConcurrencyLimitLayer {
-    pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) limiter: Arc<Limiter>,
-    pub(crate) rejection: Rejection,
+    // The limiter holds the rejection too, so services and permits hold one pointer and the
+    // request path follows one.
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for ConcurrencyLimitLayer {
@@ -57,10 +54,9 @@ impl ConcurrencyLimitLayer {
             critical_reserve: config.critical_reserve,
             mode: config.mode,
             overload: config.overload,
+            rejection: Some(rejection),
         })?;
-        Ok(Self {
-            shared: Arc::new(Shared { limiter, rejection }),
-        })
+        Ok(Self { limiter })
     }
 
     /// A builder starting from the defaults.
@@ -73,7 +69,7 @@ impl ConcurrencyLimitLayer {
     /// A read-only view of the limiter's state.
     pub fn handle(&self) -> LimiterHandle {
         LimiterHandle {
-            limiter: Arc::clone(&self.shared.limiter),
+            limiter: Arc::clone(&self.limiter),
         }
     }
 }
@@ -82,7 +78,7 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
     type Service = ConcurrencyLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyLimit::new(inner, Arc::clone(&self.shared))
+        ConcurrencyLimit::new(inner, Arc::clone(&self.limiter))
     }
 }
 

@@ -5,19 +5,20 @@ use std::{
     borrow::Cow,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use palisade_core::{
     BodyEnd, ConfigError, EnforcementMode, OnBodyEnd, OverloadSource, OverloadState, RatioScale,
+    Rejection,
 };
 use tokio::sync::Notify;
 
 use crate::{
     config::Thresholds,
-    hysteresis::{Hysteresis, RejectReason, Transition},
+    hysteresis::{Hysteresis, Publication, RejectReason, Transition},
     metrics::{Kind, Metrics},
 };
 
@@ -29,14 +30,16 @@ pub(crate) struct Limiter {
     source: OverloadSource,
     /// `1 / max` in fixed point, for publishing utilisation without a division.
     scale: RatioScale,
-    /// The count at the last publication, and how far it may drift before the next one.
-    last_published: AtomicU32,
-    publish_step: u32,
+    /// What the overload signal and the gauges show; republished when the count moved 1/64 of
+    /// the maximum, the shedding flag changed, or the count fell to zero.
+    published: Publication,
     metrics: Metrics,
     /// A timer is pending to end a deferred exit.
     recheck_pending: AtomicBool,
     /// Woken when shedding stops, for listeners that pause accepting.
     pub(crate) resumed: Notify,
+    /// The answer to a refused request (request limiters only; listeners write their own).
+    rejection: Option<Rejection>,
 }
 
 pub(crate) struct LimiterSettings {
@@ -47,6 +50,7 @@ pub(crate) struct LimiterSettings {
     pub(crate) critical_reserve: bool,
     pub(crate) mode: EnforcementMode,
     pub(crate) overload: Option<OverloadState>,
+    pub(crate) rejection: Option<Rejection>,
 }
 
 impl Limiter {
@@ -72,12 +76,12 @@ impl Limiter {
             mode: settings.mode,
             source,
             scale: RatioScale::new(settings.thresholds.max),
-            last_published: AtomicU32::new(0),
-            publish_step: (settings.thresholds.max / 64).max(1),
+            published: Publication::new(settings.thresholds.max / 64),
             recheck_pending: AtomicBool::new(false),
             resumed: Notify::new(),
+            rejection: settings.rejection,
         });
-        limiter.observe();
+        limiter.publish();
         Ok(limiter)
     }
 
@@ -97,6 +101,29 @@ impl Limiter {
         self.state.load()
     }
 
+    /// The answer to a refused request.
+    ///
+    /// # Panics
+    ///
+    /// For a connection limiter, which has none.
+    pub(crate) fn rejection(&self) -> &Rejection {
+        self.rejection
+            .as_ref()
+            .expect("a request limiter has a rejection")
+    }
+
+    /// The common case of [`acquire`](Self::acquire): accepting and below the high-water mark,
+    /// where the caller's priority and the mode do not matter. One compare-and-swap, a check
+    /// whether to publish, and the permit; `None` when [`acquire`](Self::acquire) must decide.
+    #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let count = self.state.try_acquire()?;
+        self.publish_if_stale(count, false);
+        Some(Permit {
+            limiter: Arc::clone(self),
+        })
+    }
+
     /// Takes a slot, or says why not. In observe-only mode every caller gets a slot and refusals
     /// are only counted and logged.
     pub(crate) fn acquire(self: &Arc<Self>, critical: bool) -> Result<Permit, RejectReason> {
@@ -107,7 +134,7 @@ impl Limiter {
         if let Some(transition) = acquired.transition {
             self.report(transition, acquired.count);
         }
-        self.observe_after(acquired.count, acquired.transition.is_some());
+        self.publish_if_current_stale();
         match acquired.refused {
             Some(reason) if !acquired.counted => Err(reason),
             _ => Ok(Permit {
@@ -116,47 +143,50 @@ impl Limiter {
         }
     }
 
+    #[inline]
     fn release(self: &Arc<Self>) {
+        // Accepting (the common case): no state change and no deferred exit can follow.
+        match self.state.try_release() {
+            Some(count) => self.publish_if_stale(count, false),
+            None => self.release_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn release_slow(self: &Arc<Self>) {
         let released = self.state.release();
         if let Some(transition) = released.transition {
             self.report(transition, released.count);
         }
-        self.observe_after(released.count, released.transition.is_some());
+        self.publish_if_current_stale();
         if released.exit_deferred {
             self.schedule_recheck();
         }
     }
 
-    /// Publishes after an operation that left `count` behind, unless nothing a reader would
-    /// notice changed: the count moved less than 1/64 of the maximum since the last publication,
-    /// no state changed, and the count is not zero. Readers see the level to within that step
-    /// and the shedding flag and an idle limiter exactly, and the request path skips the
-    /// publication most of the time.
-    fn observe_after(&self, count: u32, transition: bool) {
-        let last = self.last_published.load(Ordering::Relaxed);
-        if transition || count == 0 || count.abs_diff(last) >= self.publish_step {
-            self.observe();
+    /// Publishes after an operation that left `count` and `shedding` behind, unless readers
+    /// already see them closely enough (see [`Publication`]): most requests publish nothing.
+    #[inline]
+    fn publish_if_stale(&self, count: u32, shedding: bool) {
+        if self.published.is_stale(count, shedding) {
+            self.publish();
         }
     }
 
-    /// Publishes the state to the overload signal and the gauges. Concurrent callers may store in
-    /// any order, so each re-reads the state afterwards and publishes again until it is stable:
-    /// the last one to finish always publishes the latest state, and an idle limiter never shows
-    /// a stale "shedding".
-    fn observe(&self) {
-        let mut seen = self.state.load();
-        loop {
-            let (count, shedding) = seen;
-            self.last_published.store(count, Ordering::Relaxed);
+    fn publish_if_current_stale(&self) {
+        let (count, shedding) = self.state.load();
+        self.publish_if_stale(count, shedding);
+    }
+
+    /// Publishes the state to the overload signal and the gauges (one caller at a time; see
+    /// [`Publication::publish`]). An idle limiter never shows a stale level or "shedding".
+    #[inline(never)]
+    fn publish(&self) {
+        self.published.publish(&self.state, |count, shedding| {
             self.source.publish_ratio(count, self.scale, shedding);
             self.metrics.count.set(f64::from(count));
             self.metrics.state.set(if shedding { 1.0 } else { 0.0 });
-            let now = self.state.load();
-            if now == seen {
-                return;
-            }
-            seen = now;
-        }
+        });
     }
 
     #[cold]
@@ -205,7 +235,7 @@ impl Limiter {
                 if let Some(transition) = limiter.state.try_stop_shedding() {
                     limiter.report(transition, limiter.state.load().0);
                 }
-                limiter.observe();
+                limiter.publish();
                 limiter.recheck_pending.store(false, Ordering::Release);
                 // A release may have deferred another exit while this timer was pending.
                 let (count, shedding) = limiter.state.load();
@@ -233,6 +263,7 @@ impl std::fmt::Debug for Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         self.limiter.release();
     }

@@ -81,6 +81,7 @@ impl<L> ConnectionLimitListener<L> {
             critical_reserve: false,
             mode: config.mode,
             overload: config.overload,
+            rejection: None,
         })?;
         let refusing = Arc::new(Semaphore::new(config.max_rejecting as usize));
         Ok(Self {

@@ -11,19 +11,22 @@ use http_body::Body;
 use palisade_core::{Priority, ResponseBody};
 use tower_service::Service;
 
-use crate::{future::ResponseFuture, layer::Shared, limiter::Permit};
+use crate::{
+    future::ResponseFuture,
+    limiter::{Limiter, Permit},
+};
 
 /// Admits or rejects each request in `call`; see the [crate docs](crate).
 pub struct ConcurrencyLimit<S> {
     inner: S,
-    shared: Arc<Shared>,
+    limiter: Arc<Limiter>,
 }
 
 impl<S: Clone> Clone for ConcurrencyLimit<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            limiter: Arc::clone(&self.limiter),
         }
     }
 }
@@ -37,8 +40,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for ConcurrencyLimit<S> {
 }
 
 impl<S> ConcurrencyLimit<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+    pub(crate) fn new(inner: S, limiter: Arc<Limiter>) -> Self {
+        Self { inner, limiter }
     }
 
     /// The wrapped service.
@@ -62,11 +65,28 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let critical = Priority::of(&request) == Priority::CriticalPlus;
-        match self.shared.limiter.acquire(critical) {
-            Ok(permit) => ResponseFuture::admitted(self.inner.call(request), permit),
-            Err(_) => ResponseFuture::rejected(Arc::clone(&self.shared)),
-        }
+        // Fast path: accepting and below high water, one compare-and-swap. Kept this small, and
+        // with one place that calls the inner service, so it inlines into the caller, which then
+        // builds the future in place instead of copying the request and the future around.
+        let permit = match self.limiter.try_acquire() {
+            Some(permit) => permit,
+            None => match self.admit_slow(&request) {
+                Some(permit) => permit,
+                None => return ResponseFuture::rejected(Arc::clone(&self.limiter)),
+            },
+        };
+        ResponseFuture::admitted(self.inner.call(request), permit)
+    }
+}
+
+impl<S> ConcurrencyLimit<S> {
+    /// At the high-water mark or shedding: the full decision, which needs the request's priority
+    /// (the critical reserve) and may reject, start or stop shedding.
+    #[inline(never)]
+    fn admit_slow<ReqBody>(&self, request: &Request<ReqBody>) -> Option<Permit> {
+        let critical = Priority::of(request) == Priority::CriticalPlus;
+        self.limiter.acquire(critical).ok()
     }
 }
