@@ -14,10 +14,10 @@ use std::{
     io,
     pin::Pin,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
-    task::{Context, Poll, Waker, ready},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -29,15 +29,31 @@ use tokio::{
 
 use super::metrics;
 
-/// What the service side of a connection tells its IO: requests in progress, and whether the
-/// connection was upgraded.
-#[derive(Debug, Default)]
+/// What the service side of a connection tells its IO: requests in progress, when the last one
+/// ended, and whether the connection was upgraded.
+#[derive(Debug)]
 pub(crate) struct ConnectionState {
     in_flight: AtomicU32,
     upgraded: AtomicBool,
     served: AtomicU32,
-    // The reader's waker, parked while a request is served (uncontended: one connection).
-    idle_waker: Mutex<Option<Waker>>,
+    /// When the connection last became idle, in nanoseconds since `epoch`. Recorded rather than
+    /// signalled: waking the reader at the end of every request would cost the connection task a
+    /// second poll per request, and the reader only needs the time once its timer fires or the
+    /// next request arrives.
+    idle_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for ConnectionState {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            upgraded: AtomicBool::new(false),
+            served: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl ConnectionState {
@@ -50,26 +66,17 @@ impl ConnectionState {
     /// A request's response ended (or was abandoned).
     pub(crate) fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let waker = self
-                .idle_waker
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            let nanos = Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos();
+            self.idle_since
+                .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
     }
 
-    fn wake_reader_when_idle(&self, waker: &Waker) {
-        let mut slot = self
-            .idle_waker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &mut *slot {
-            Some(old) if old.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
+    /// When the last request ended.
+    fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.idle_since.load(Ordering::Relaxed))
     }
 
     /// The connection switched protocols: it is no longer HTTP/1.1's to time out.
@@ -123,6 +130,8 @@ pub(crate) struct TimedIo<I> {
     since: Instant,
     // Boxed so that `TimedIo` stays `Unpin` for hyper; reset, never reallocated.
     timer: Pin<Box<Sleep>>,
+    /// The timer has been polled since it was last reset, so it will wake the task when it fires.
+    armed: bool,
 }
 
 impl<I> TimedIo<I> {
@@ -135,6 +144,7 @@ impl<I> TimedIo<I> {
             waiting: Waiting::Head,
             since: now,
             timer: Box::pin(tokio::time::sleep_until(now + timeouts.header_read)),
+            armed: false,
         }
     }
 }
@@ -153,17 +163,23 @@ impl<I: AsyncRead> AsyncRead for TimedIo<I> {
         }
         if this.state.busy() {
             *this.waiting = Waiting::Busy;
-            if read.is_pending() {
-                // hyper will not read again until the socket wakes it, so the end of the
-                // request must: that is when the idle clock starts.
-                this.state.wake_reader_when_idle(cx.waker());
+            // hyper parks this read while the request is served and polls it again only when
+            // the socket or the timer wakes the task; the end of the request does not. So the
+            // timer must stay armed: if it fired during a long request, re-arm it, and the
+            // idle clock is checked (from the recorded end of the request) when it next fires.
+            if read.is_pending() && (!*this.armed || this.timer.is_elapsed()) {
+                if this.timer.is_elapsed() {
+                    let next = Instant::now() + this.timeouts.header_read;
+                    this.timer.as_mut().reset(next);
+                }
+                *this.armed = this.timer.as_mut().poll(cx).is_pending();
             }
             return read;
         }
         if *this.waiting == Waiting::Busy {
-            // The last response just ended: the connection is idle until the next byte.
+            // The last response has ended: the connection is idle until the next byte.
             *this.waiting = Waiting::Idle;
-            *this.since = Instant::now();
+            *this.since = this.state.idle_since();
         }
         match read {
             Poll::Ready(Ok(())) => {
@@ -175,7 +191,10 @@ impl<I: AsyncRead> AsyncRead for TimedIo<I> {
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => loop {
-                ready!(this.timer.as_mut().poll(cx));
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    *this.armed = true;
+                    return Poll::Pending;
+                }
                 let (limit, reason) = match this.waiting {
                     Waiting::Idle => (this.timeouts.idle, "idle_timeout"),
                     _ => (this.timeouts.header_read, "header_read_timeout"),
@@ -281,9 +300,10 @@ mod tests {
         let mut io = TimedIo::new(server, state.clone(), TIMEOUTS);
         state.request_started();
         // hyper parks one read while the request is served and does not poll it again until
-        // woken: the end of the request must wake it for the idle clock to start.
+        // woken: the timer must still be armed when the request ends, and the idle clock must
+        // count from the end of the request, not from when the timer noticed it.
         let ended = state.clone();
-        let served_for = Duration::from_secs(600);
+        let served_for = Duration::from_secs(603);
         tokio::spawn(async move {
             tokio::time::sleep(served_for).await;
             ended.request_ended();
