@@ -12,7 +12,8 @@ use crate::{
     Config, ContentSecurityPolicy, CrossOriginEmbedderPolicy, CrossOriginOpenerPolicy,
     CrossOriginResourcePolicy, DnsPrefetchControl, FrameOptions, Hsts, Insert,
     PermittedCrossDomainPolicies, ReferrerPolicy, SecurityHeader, SecurityHeadersLayer,
-    policy::forwarded_proto_is_https, presets,
+    policy::{Policy, forwarded_proto_is_https},
+    presets,
 };
 
 /// The headers of the response to `request`, from a handler that sets `handler_headers`.
@@ -789,5 +790,74 @@ mod serde_config {
             bad.validate().unwrap_err().key(),
             "security_headers.content_security_policy"
         );
+    }
+}
+
+/// Handler header names for the model test: policy headers, leaking headers, and others.
+const HANDLER_NAMES: &[&str] = &[
+    "content-type",
+    "content-length",
+    "set-cookie",
+    "x-frame-options",
+    "content-security-policy",
+    "cache-control",
+    "strict-transport-security",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "permissions-policy",
+    "x-content-type-options",
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-custom",
+];
+
+fn handler_headers() -> impl Strategy<Value = Vec<(usize, String)>> {
+    proptest::collection::vec((0..HANDLER_NAMES.len(), "[a-z0-9=;, ]{0,12}"), 0..12)
+}
+
+fn policies() -> Vec<Policy> {
+    let mut override_some = Config::strict();
+    override_some.x_frame_options.insert = Insert::Override;
+    override_some.cache_control.insert = Insert::Override;
+    let mut https_only = Config::default();
+    https_only.strict_transport_security.value = Hsts {
+        only_over_https: true,
+        ..Hsts::default()
+    };
+    let mut observe = Config::api();
+    observe.mode = EnforcementMode::ObserveOnly;
+    [
+        Config::default(),
+        Config::api(),
+        Config::web_app(),
+        Config::strict(),
+        override_some,
+        https_only,
+        observe,
+    ]
+    .into_iter()
+    .map(|config| Policy::compile(config).expect("valid policy"))
+    .collect()
+}
+
+proptest! {
+    /// The template-based `apply` gives exactly the headers of removing, then inserting each
+    /// policy header, for any handler headers (repeated names and multiple values included).
+    #[test]
+    fn apply_matches_removing_then_inserting(headers in handler_headers(), https: bool) {
+        let mut handler = HeaderMap::new();
+        for (name, value) in &headers {
+            handler.append(
+                HeaderName::from_static(HANDLER_NAMES[*name]),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        for policy in policies() {
+            let (mut fast, mut model) = (handler.clone(), handler.clone());
+            policy.apply(&mut fast, https);
+            policy.apply_by_insertion(&mut model, https);
+            prop_assert_eq!(fast, model);
+        }
     }
 }
