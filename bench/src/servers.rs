@@ -3,8 +3,13 @@
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    Router, error_handling::HandleErrorLayer, extract::State, http::StatusCode,
-    response::IntoResponse, routing::get, serve::ListenerExt,
+    Router,
+    error_handling::HandleErrorLayer,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+    serve::ListenerExt,
 };
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,7 +22,7 @@ use palisade::{
     security_headers::SecurityHeadersLayer,
 };
 use tokio::{net::TcpListener, sync::Semaphore};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::scenario::{App, ServerArgs};
 
@@ -73,6 +78,59 @@ pub fn hello_and_work(work: Work) -> Router {
             get(|State(work): State<Work>| async move { work.run().await }),
         )
         .with_state(work)
+}
+
+/// [`hello_and_work`], whose hello world answers with the response headers the production preset
+/// sends (its security headers and an `x-request-id`, with the values of one preset response)
+/// without any middleware: the cost of sending those bytes, a floor under any layer that adds
+/// them. The headers are captured from the preset on the first request.
+///
+/// # Errors
+///
+/// Invalid `PALISADE_*` configuration.
+pub fn hello_with_preset_headers(work: Work) -> Result<Router, String> {
+    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
+    let stack = palisade::preset::production()
+        .config(config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    stack.health().mark_started();
+    let preset = stack.apply(Router::new().route("/hello", get(|| async { "Hello, World!" })));
+    let captured: Arc<tokio::sync::OnceCell<HeaderMap>> = Arc::default();
+    let hello = move || {
+        let (preset, captured) = (preset.clone(), captured.clone());
+        async move {
+            let headers = captured
+                .get_or_init(|| async {
+                    let request = axum::http::Request::get("/hello")
+                        .body(axum::body::Body::empty())
+                        .expect("a valid request");
+                    let Ok(response) = preset.oneshot(request).await;
+                    let mut headers = response.headers().clone();
+                    for framing in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::DATE] {
+                        headers.remove(framing);
+                    }
+                    headers
+                })
+                .await;
+            // The cheapest way to send them: a copy of a ready map, not an insertion per header.
+            let mut response =
+                axum::response::Response::new(axum::body::Body::from("Hello, World!"));
+            *response.headers_mut() = headers.clone();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
+    };
+    Ok(Router::new()
+        .route("/hello", get(hello))
+        .route(
+            "/work",
+            get(|State(work): State<Work>| async move { work.run().await }),
+        )
+        .with_state(work))
 }
 
 /// tower's `ConcurrencyLimit(max)` + `LoadShed`, with `HandleErrorLayer` turning overload into 503.

@@ -5,17 +5,19 @@ use crate::{
     process::ServerProcess,
     report::Row,
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
-    servers::{Work, hello_and_work, palisade_preset, palisade_stack},
+    servers::{Work, hello_and_work, hello_with_preset_headers, palisade_preset, palisade_stack},
 };
 
-/// Bare hyper, bare axum, axum + three Palisade layers, and the whole production preset served
+/// Bare hyper, bare axum, bare axum sending the preset's response headers from its handler (the
+/// floor under the preset), axum + three Palisade layers, and the whole production preset served
 /// by `palisade::serve`, alternating systems round by round and keeping each system's median
 /// round. Throughput is reported as a ratio to bare axum.
 pub struct Baseline;
 
-const SYSTEMS: [(&str, &str); 4] = [
+const SYSTEMS: [(&str, &str); 5] = [
     ("bare-hyper", "bare hyper"),
     ("bare-axum", "bare axum"),
+    ("bare-axum-headers", "bare axum + the preset's headers"),
     ("palisade-stack", "axum + id, headers, limit"),
     ("palisade-preset", "palisade preset + serve"),
 ];
@@ -35,6 +37,7 @@ impl Scenario for Baseline {
         match system {
             "bare-hyper" => Ok(App::BareHyper(work)),
             "bare-axum" => Ok(App::Axum(hello_and_work(work))),
+            "bare-axum-headers" => Ok(App::Axum(hello_with_preset_headers(work)?)),
             "palisade-stack" => Ok(App::Axum(palisade_stack(hello_and_work(work), max)?)),
             "palisade-preset" => palisade_preset(hello_and_work(work)),
             other => Err(format!("baseline has no system {other:?}")),
