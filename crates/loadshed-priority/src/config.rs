@@ -72,7 +72,15 @@ pub enum HeaderTrust {
 /// over `max_queue_depth`; a limiter that reports "overloaded" counts as the ceiling. Between
 /// `threshold` and `ceiling` the band is split in three: `Sheddable` is shed with a probability
 /// rising from `shed_percentage` to 100% across the first third, `SheddablePlus` from 0 to 100%
-/// across the second, `Critical` across the last. `CriticalPlus` is never shed by this layer.
+/// across the second, `Critical` across the last, but only once the level has stayed in that last
+/// part for `critical_sustain` (or a limiter reports "overloaded"). `CriticalPlus` is never shed by
+/// this layer.
+///
+/// Why the wait: under a steady overload the in-flight level is a sawtooth (completions drop it,
+/// admissions push it back up) whose peaks reach `Critical`'s part for a few milliseconds even
+/// while shedding the lower classes keeps the server within capacity. As in `CoDel`, a queue that
+/// drains within the interval is a burst to absorb; one that stays is overload. Set it above the
+/// typical request duration.
 ///
 /// | field | default | meaning |
 /// |---|---|---|
@@ -87,6 +95,7 @@ pub enum HeaderTrust {
 /// | `threshold` | 0.5 | the level where `Sheddable` starts to be shed |
 /// | `ceiling` | 0.8 | the level where `Critical` is shed entirely (the limiter's default high-water mark) |
 /// | `shed_percentage` | 0.1 | the shed probability of `Sheddable` at the threshold |
+/// | `critical_sustain` | 100 ms | how long the level must stay in `Critical`'s part before `Critical` is shed; zero sheds it at once; at most 60 s |
 /// | `max_queue_depth` | 100 | requests in flight through this layer that count as level 1.0 |
 /// | `retry_after` | 5 s | `Retry-After` of shed requests |
 /// | `mode` | enforce | `ObserveOnly` classifies, decides and counts, but sheds nothing |
@@ -121,6 +130,10 @@ pub struct LoadShedConfig {
     pub ceiling: f64,
     /// The shed probability at the start of each class's ramp.
     pub shed_percentage: f64,
+    /// How long the level must stay in `Critical`'s part of the band before `Critical` requests
+    /// are shed (`CoDel`'s interval); zero sheds them on the instantaneous level.
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
+    pub critical_sustain: Duration,
     /// This layer's own in-flight count that counts as fully loaded.
     pub max_queue_depth: u32,
     /// `Retry-After` of shed requests.
@@ -132,6 +145,13 @@ pub struct LoadShedConfig {
     #[cfg_attr(feature = "serde", serde(skip))]
     pub overload: Option<OverloadState>,
 }
+
+/// The default `critical_sustain`: `CoDel`'s interval, well above a typical request's duration.
+const DEFAULT_CRITICAL_SUSTAIN: Duration = Duration::from_millis(100);
+
+/// The longest `critical_sustain` accepted: beyond it `Critical` would be shed only long after
+/// the server had been overloaded, which is a configuration mistake.
+const MAX_CRITICAL_SUSTAIN: Duration = Duration::from_secs(60);
 
 /// The default header values: the class names, plus the original plan's `high` (= `critical`)
 /// and `low` (= `sheddable`).
@@ -165,6 +185,7 @@ impl Default for LoadShedConfig {
             threshold: 0.5,
             ceiling: 0.8,
             shed_percentage: 0.1,
+            critical_sustain: DEFAULT_CRITICAL_SUSTAIN,
             max_queue_depth: 100,
             retry_after: Duration::from_secs(5),
             mode: EnforcementMode::Enforce,
@@ -174,7 +195,7 @@ impl Default for LoadShedConfig {
 }
 
 impl LoadShedConfig {
-    /// Checks the shedding curve and the queue depth (the header, peers and secret are checked
+    /// Checks the shedding curve, `critical_sustain` and the queue depth (the header, peers and secret are checked
     /// when the layer is built, where they are compiled).
     ///
     /// # Errors
@@ -197,9 +218,41 @@ impl LoadShedConfig {
                 "must be between 0 and 1",
             ));
         }
+        if self.critical_sustain > MAX_CRITICAL_SUSTAIN {
+            return Err(ConfigError::new(
+                "critical_sustain",
+                format!(
+                    "must be at most {} s, got {:?}",
+                    MAX_CRITICAL_SUSTAIN.as_secs(),
+                    self.critical_sustain
+                ),
+            ));
+        }
         if self.max_queue_depth == 0 {
             return Err(ConfigError::new("max_queue_depth", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critical_sustain_defaults_to_100_ms_and_is_bounded() {
+        let config = LoadShedConfig::default();
+        assert_eq!(config.critical_sustain, Duration::from_millis(100));
+        assert!(config.validate().is_ok());
+        let zero = LoadShedConfig {
+            critical_sustain: Duration::ZERO,
+            ..LoadShedConfig::default()
+        };
+        assert!(zero.validate().is_ok(), "zero sheds Critical at once");
+        let long = LoadShedConfig {
+            critical_sustain: Duration::from_secs(61),
+            ..LoadShedConfig::default()
+        };
+        assert_eq!(long.validate().unwrap_err().key(), "critical_sustain");
     }
 }

@@ -12,6 +12,10 @@ use palisade_core::Priority;
 /// which is exactly where the next class's part begins, and a step there would shed the higher
 /// class at that resting point.
 ///
+/// This is the curve alone: the layer applies it to `Critical` only once the level has stayed
+/// in `Critical`'s part for `critical_sustain` (see
+/// [`LoadShedConfig`](crate::LoadShedConfig)).
+///
 /// ```
 /// use palisade_core::Priority;
 /// use palisade_loadshed_priority::shed_probability;
@@ -33,14 +37,14 @@ pub fn shed_probability(
     ceiling: f64,
     start: f64,
 ) -> f64 {
-    let (step, start) = match priority {
-        Priority::Sheddable => (0.0, start),
-        Priority::SheddablePlus => (1.0, 0.0),
-        Priority::Critical => (2.0, 0.0),
-        Priority::CriticalPlus => return 0.0,
+    let Some((low, width)) = part(priority, threshold, ceiling) else {
+        return 0.0;
     };
-    let width = (ceiling - threshold) / 3.0;
-    let low = threshold + step * width;
+    let start = if priority == Priority::Sheddable {
+        start
+    } else {
+        0.0
+    };
     if level.is_nan() || level < low {
         0.0
     } else if level >= low + width {
@@ -48,6 +52,19 @@ pub fn shed_probability(
     } else {
         start + (1.0 - start) * (level - low) / width
     }
+}
+
+/// Where `priority`'s part of the band `[threshold, ceiling]` starts, and its width; `None` for
+/// `CriticalPlus`, which has no part.
+pub(crate) fn part(priority: Priority, threshold: f64, ceiling: f64) -> Option<(f64, f64)> {
+    let step = match priority {
+        Priority::Sheddable => 0.0,
+        Priority::SheddablePlus => 1.0,
+        Priority::Critical => 2.0,
+        Priority::CriticalPlus => return None,
+    };
+    let width = (ceiling - threshold) / 3.0;
+    Some((threshold + step * width, width))
 }
 
 /// Where the shedding dice come from; injectable so tests are deterministic.

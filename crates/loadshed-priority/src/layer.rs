@@ -13,9 +13,10 @@ use tower_layer::Layer;
 use crate::{
     classify::{Classifier, ClassifierFn, RequestInfo},
     config::{HeaderTrust, LoadShedConfig, PathMatch, RouteRule},
-    curve::{FastRandom, RandomSource},
+    curve::{FastRandom, RandomSource, part},
     metrics::Metrics,
     service::LoadShed,
+    sustain::Sustain,
 };
 
 /// Classifies requests and sheds the least important first under overload; see the
@@ -33,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) threshold: f64,
     pub(crate) ceiling: f64,
     pub(crate) start: f64,
+    /// Where `Critical`'s part of the band starts.
+    pub(crate) critical_start: f64,
+    /// How long the level has been in `Critical`'s part.
+    pub(crate) sustain: Sustain,
     pub(crate) enforce: bool,
     /// One prepared rejection per class that can be shed, naming the class.
     pub(crate) rejections: [Rejection; 3],
@@ -186,6 +191,13 @@ impl LoadShedBuilder {
         self
     }
 
+    /// How long the level must stay in `Critical`'s part of the band before `Critical` requests
+    /// are shed; zero sheds them on the instantaneous level. Default 100 ms, at most 60 s.
+    pub fn critical_sustain(mut self, interval: Duration) -> Self {
+        self.config.critical_sustain = interval;
+        self
+    }
+
     /// In-flight requests through this layer that count as fully loaded. Default 100.
     pub fn max_queue_depth(mut self, depth: u32) -> Self {
         self.config.max_queue_depth = depth;
@@ -250,6 +262,9 @@ impl LoadShedBuilder {
                 threshold: config.threshold,
                 ceiling: config.ceiling,
                 start: config.shed_percentage,
+                critical_start: part(Priority::Critical, config.threshold, config.ceiling)
+                    .map_or(config.ceiling, |(low, _)| low),
+                sustain: Sustain::new(config.critical_sustain),
                 enforce: config.mode.enforces(),
                 rejections,
                 random: self.random.unwrap_or_else(|| Box::new(FastRandom)),

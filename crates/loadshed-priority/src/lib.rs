@@ -29,6 +29,15 @@
 //! 10%, to 100%), then `SheddablePlus`, then `Critical`; `CriticalPlus` is never shed here (see
 //! [`shed_probability`]). The random source is injectable for deterministic tests.
 //!
+//! `Critical` is shed only once the level has *stayed* in its part of the band for
+//! `critical_sustain` (100 ms; a limiter that reports "overloaded" counts at once). Under a
+//! steady overload the in-flight level is a sawtooth: completions drop it, admissions push it
+//! back up, and its peaks reach `Critical`'s part for a few milliseconds even while shedding the
+//! lower classes keeps the server within capacity. As in `CoDel`, a queue that drains within the
+//! interval is a burst to absorb, and one that stays is overload that shedding every lower class
+//! did not relieve. The lower classes are shed on the instantaneous level, so the peaks stay
+//! bounded. The clock is read only while the level is in `Critical`'s part.
+//!
 //! **Where it goes.** Put this layer *outside* the concurrency limiter (added after it with
 //! `Router::layer`): it then classifies before the limiter, so the limiter's critical reserve
 //! sees the class, and it sheds the low classes before the limiter reaches its high-water mark.
@@ -66,6 +75,7 @@ mod layer;
 pub mod metrics;
 mod propagate;
 mod service;
+mod sustain;
 
 pub use classify::{ClassifierFn, RequestInfo};
 pub use config::{HeaderTrust, LoadShedConfig, PathMatch, RouteRule, default_header_values};

@@ -47,8 +47,8 @@ impl<S> LoadShed<S> {
 
 impl Shared {
     /// The overload level: the worse of the shared signal and this layer's own depth; a limiter
-    /// that is shedding counts as the ceiling.
-    fn level(&self) -> f64 {
+    /// that is shedding counts as the ceiling. Also whether one is.
+    fn level(&self) -> (f64, bool) {
         let shared = self.overload.snapshot();
         let own = f64::from(self.in_flight.load(Ordering::Relaxed)) / self.max_queue_depth;
         let level = shared.level.max(own);
@@ -58,17 +58,26 @@ impl Shared {
             level
         };
         self.metrics.level.set(level);
-        level
+        (level, shared.overloaded)
     }
 
     fn sheds(&self, priority: Priority) -> bool {
-        let p = shed_probability(
-            priority,
-            self.level(),
-            self.threshold,
-            self.ceiling,
-            self.start,
-        );
+        let (level, overloaded) = self.level();
+        if level < self.critical_start {
+            self.sustain.below();
+            if level < self.threshold {
+                return false; // The common case: no curve, no dice.
+            }
+        } else {
+            let critical = priority == Priority::Critical;
+            let sustained = self.sustain.above(critical);
+            if critical && !sustained && !overloaded {
+                // A peak, not (yet) a sustained overload: `Critical` rides it out. A limiter
+                // that is shedding would refuse it anyway, so that sheds it at once.
+                return false;
+            }
+        }
+        let p = shed_probability(priority, level, self.threshold, self.ceiling, self.start);
         p >= 1.0 || (p > 0.0 && self.random.next_unit() < p)
     }
 }

@@ -6,6 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -44,12 +45,27 @@ fn setup(
     OverloadSource,
     impl FnMut(Request<()>) -> tokio::task::JoinHandle<(u16, String)>,
 ) {
+    setup_with(roll, mode, SUSTAIN)
+}
+
+/// The default `critical_sustain`.
+const SUSTAIN: Duration = Duration::from_millis(100);
+
+fn setup_with(
+    roll: f64,
+    mode: EnforcementMode,
+    sustain: Duration,
+) -> (
+    OverloadSource,
+    impl FnMut(Request<()>) -> tokio::task::JoinHandle<(u16, String)>,
+) {
     let state = OverloadState::new();
     let source = state.register("test limiter").unwrap();
     let layer = LoadShedLayer::builder()
         .overload_state(state)
         .random_source(Fixed(roll))
         .mode(mode)
+        .critical_sustain(sustain)
         .build()
         .unwrap();
     let svc = layer.layer(service_fn(echo));
@@ -73,7 +89,7 @@ fn get(path: &str, priority: Option<&str>) -> Request<()> {
     builder.body(()).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lower_classes_are_shed_first_as_the_level_rises() {
     // A roll of 0.5: shed when the class's probability exceeds one half.
     let (limiter, mut call) = setup(0.5, EnforcementMode::Enforce);
@@ -88,7 +104,7 @@ async fn lower_classes_are_shed_first_as_the_level_rises() {
         (0.3, [200, 200, 200]),
         (0.58, [503, 200, 200]), // sheddable at 0.82
         (0.68, [503, 503, 200]), // sheddable_plus at 0.8
-        (0.79, [503, 503, 503]), // critical at 0.9
+        (0.79, [503, 503, 200]), // critical at 0.9, but the level has only just got there
     ] {
         limiter.publish(level, false);
         let mut results = Vec::new();
@@ -97,12 +113,70 @@ async fn lower_classes_are_shed_first_as_the_level_rises() {
         }
         assert_eq!(outcome(results), expected, "level {level}");
     }
+    // Critical's part of the band for the whole interval: a sustained overload sheds it too.
+    tokio::time::advance(SUSTAIN).await;
+    assert_eq!(call(get("/", Some("critical"))).await.unwrap().0, 503);
     // CriticalPlus (health paths) is never shed, even past the ceiling.
     limiter.publish(1.0, true);
     assert_eq!(
         call(get("/health/live", None)).await.unwrap(),
         (200, "critical_plus".into())
     );
+}
+
+/// The in-flight level under a steady overload is a sawtooth whose peaks reach Critical's part
+/// for a few milliseconds: Critical is shed only when the level stays there for
+/// `critical_sustain`, while the lower classes are shed at once.
+#[tokio::test(start_paused = true)]
+async fn critical_is_shed_only_when_the_level_stays_in_its_part() {
+    // A roll of 0: shed whenever the probability is above zero.
+    let (limiter, mut call) = setup(0.0, EnforcementMode::Enforce);
+    let mut status = |priority: &'static str| {
+        let response = call(get("/", Some(priority)));
+        async move { response.await.unwrap().0 }
+    };
+    let tick = Duration::from_millis(10);
+    // Peaks into Critical's part (0.7 to 0.8 of the defaults) that drain within the interval.
+    for _ in 0..50 {
+        limiter.publish(0.75, false);
+        assert_eq!(status("sheddable").await, 503);
+        assert_eq!(status("sheddable_plus").await, 503);
+        assert_eq!(
+            status("critical").await,
+            200,
+            "a peak does not shed critical"
+        );
+        tokio::time::advance(tick).await;
+        limiter.publish(0.6, false);
+        assert_eq!(status("critical").await, 200);
+        tokio::time::advance(tick).await;
+    }
+    // The level stays in Critical's part: shed once it has been there for the whole interval.
+    limiter.publish(0.75, false);
+    assert_eq!(status("critical").await, 200);
+    tokio::time::advance(SUSTAIN.saturating_sub(tick)).await;
+    assert_eq!(status("critical").await, 200, "not a whole interval yet");
+    tokio::time::advance(tick).await;
+    assert_eq!(
+        status("critical").await,
+        503,
+        "sustained overload sheds critical"
+    );
+    // Back below the part: the interval starts again.
+    limiter.publish(0.5, false);
+    assert_eq!(status("sheddable").await, 503);
+    limiter.publish(0.75, false);
+    assert_eq!(status("critical").await, 200);
+    // CriticalPlus is never shed.
+    tokio::time::advance(SUSTAIN).await;
+    assert_eq!(call(get("/health/live", None)).await.unwrap().0, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_critical_sustain_sheds_critical_on_the_instantaneous_level() {
+    let (limiter, mut call) = setup_with(0.0, EnforcementMode::Enforce, Duration::ZERO);
+    limiter.publish(0.75, false);
+    assert_eq!(call(get("/", Some("critical"))).await.unwrap().0, 503);
 }
 
 #[tokio::test]
