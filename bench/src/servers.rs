@@ -88,6 +88,10 @@ pub fn hello_and_work(work: Work) -> Router {
 /// # Errors
 ///
 /// Invalid `PALISADE_*` configuration.
+///
+/// # Panics
+///
+/// Never: the captured request is built from constants.
 pub fn hello_with_preset_headers(work: Work) -> Result<Router, String> {
     let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
     let stack = palisade::preset::production()
