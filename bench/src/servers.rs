@@ -80,6 +80,17 @@ pub fn hello_and_work(work: Work) -> Router {
         .with_state(work)
 }
 
+/// The production preset configured from `PALISADE_*` (as any Palisade server), started.
+fn production_stack() -> Result<palisade::Stack, String> {
+    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
+    let stack = palisade::preset::production()
+        .config(config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    stack.health().mark_started();
+    Ok(stack)
+}
+
 /// [`hello_and_work`], whose hello world answers with the response headers the production preset
 /// sends (its security headers and an `x-request-id`, with the values of one preset response)
 /// without any middleware: the cost of sending those bytes, a floor under any layer that adds
@@ -93,12 +104,7 @@ pub fn hello_and_work(work: Work) -> Router {
 ///
 /// Never: the captured request is built from constants.
 pub fn hello_with_preset_headers(work: Work) -> Result<Router, String> {
-    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
-    let stack = palisade::preset::production()
-        .config(config)
-        .build()
-        .map_err(|e| e.to_string())?;
-    stack.health().mark_started();
+    let stack = production_stack()?;
     let preset = stack.apply(Router::new().route("/hello", get(|| async { "Hello, World!" })));
     let captured: Arc<tokio::sync::OnceCell<HeaderMap>> = Arc::default();
     let hello = move || {
@@ -204,12 +210,7 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
 ///
 /// Invalid configuration.
 pub fn palisade_preset(router: Router) -> Result<App, String> {
-    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
-    let stack = palisade::preset::production()
-        .config(config)
-        .build()
-        .map_err(|e| e.to_string())?;
-    stack.health().mark_started();
+    let stack = production_stack()?;
     Ok(App::Palisade(
         stack.apply(router),
         Box::new(stack.server_config()),

@@ -12,20 +12,14 @@
 //! Peers: `bare`, `palisade`, `tower`, `resilience`.
 
 use palisade_bulkhead::BulkheadLayer;
-use palisade_testkit::bench::{drive, inner};
+use palisade_testkit::bench::{cost_args, cost_runtime, drive, inner};
 use tower::Layer;
 
 const LIMIT: u32 = 1_000_000;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let peer = args.next().unwrap_or_else(|| "palisade".to_owned());
-    let n: u64 = args.next().map_or(100_000, |n| n.parse().expect("a count"));
-    // tower-resilience's bulkhead needs the time driver even when it never waits.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
+    let (peer, n) = cost_args();
+    let rt = cost_runtime();
     let took = match peer.as_str() {
         "bare" => rt.block_on(drive(inner(), n)),
         "palisade" => {

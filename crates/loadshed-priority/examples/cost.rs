@@ -12,13 +12,11 @@
 //!
 //! Peers: `bare`, `palisade`, `tower`.
 
-use std::hint::black_box;
-
-use http::{Request, Response};
+use http::Request;
 use palisade_core::OverloadState;
 use palisade_loadshed_priority::LoadShedLayer;
-use palisade_testkit::bench::inner;
-use tower::{Layer, Service, ServiceExt};
+use palisade_testkit::bench::{cost_args, cost_runtime, drive_with, inner};
+use tower::Layer;
 
 fn request() -> Request<()> {
     Request::get("/api/items")
@@ -27,44 +25,24 @@ fn request() -> Request<()> {
         .expect("a valid request")
 }
 
-async fn drive<S, B>(mut svc: S, n: u64)
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-{
-    for _ in 0..n {
-        let response = svc
-            .ready()
-            .await
-            .expect("ready")
-            .call(request())
-            .await
-            .expect("call");
-        drop(black_box(response));
-    }
-}
-
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let peer = args.next().unwrap_or_else(|| "palisade".to_owned());
-    let n: u64 = args.next().map_or(100_000, |n| n.parse().expect("a count"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    match peer.as_str() {
-        "bare" => rt.block_on(drive(inner(), n)),
+    let (peer, n) = cost_args();
+    let rt = cost_runtime();
+    let took = match peer.as_str() {
+        "bare" => rt.block_on(drive_with(inner(), n, request)),
         "palisade" => {
             let layer = LoadShedLayer::builder()
                 .overload_state(OverloadState::new())
                 .build()
                 .expect("valid shedder");
-            rt.block_on(drive(layer.layer(inner()), n));
+            rt.block_on(drive_with(layer.layer(inner()), n, request))
         }
-        "tower" => rt.block_on(drive(
+        "tower" => rt.block_on(drive_with(
             tower::load_shed::LoadShedLayer::new().layer(inner()),
             n,
+            request,
         )),
         other => panic!("unknown peer {other:?}: bare, palisade or tower"),
-    }
-    println!("{peer}: {n} requests");
+    };
+    println!("{peer}: {n} requests in {took:?}");
 }

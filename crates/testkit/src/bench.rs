@@ -32,7 +32,20 @@ pub fn inner() -> Inner {
 /// # Panics
 ///
 /// When the service fails: a benchmark of a broken layer must not report a time.
-pub async fn drive<S, B>(mut svc: S, iters: u64) -> Duration
+pub async fn drive<S, B>(svc: S, iters: u64) -> Duration
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    drive_with(svc, iters, || Request::new(())).await
+}
+
+/// [`drive`] with each request made by `request` (a path, headers).
+///
+/// # Panics
+///
+/// When the service fails.
+pub async fn drive_with<S, B>(mut svc: S, iters: u64, request: impl Fn() -> Request<()>) -> Duration
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -43,12 +56,39 @@ where
             .ready()
             .await
             .expect("ready")
-            .call(Request::new(()))
+            .call(request())
             .await
             .expect("call");
         drop(black_box(response));
     }
     start.elapsed()
+}
+
+/// The command line of a crate's `examples/cost.rs` (the instruction-count harness run under
+/// `valgrind --tool=callgrind`): the peer to measure (default `palisade`) and the number of
+/// requests (default 100 000).
+///
+/// # Panics
+///
+/// When the count is not a number: a harness must not measure something else than asked.
+pub fn cost_args() -> (String, u64) {
+    let mut args = std::env::args().skip(1);
+    let peer = args.next().unwrap_or_else(|| "palisade".to_owned());
+    let n = args.next().map_or(100_000, |n| n.parse().expect("a count"));
+    (peer, n)
+}
+
+/// The runtime of a cost harness: one thread, with the time driver (some peers need it even when
+/// they never wait), so the peers' instruction counts are comparable.
+///
+/// # Panics
+///
+/// When the runtime cannot be built.
+pub fn cost_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
 }
 
 /// `iters` requests split over two tasks on `rt` (a two-worker runtime), each with its own clone
