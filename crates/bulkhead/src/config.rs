@@ -92,21 +92,7 @@ impl BulkheadConfig {
     /// `[A-Za-z0-9_.-]`), zero or too many slots, too long a queue, a wait above one hour, or a
     /// retry delay above one day.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
-            return Err(ConfigError::new(
-                "name",
-                format!(
-                    "{:?} must be 1 to 64 characters of [A-Za-z0-9_.-]",
-                    self.name
-                ),
-            ));
-        }
+        palisade_core::check_name(&self.name)?;
         if self.max_concurrent == 0 {
             return Err(ConfigError::new("max_concurrent", "must be at least 1"));
         }

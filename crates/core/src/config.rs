@@ -40,6 +40,37 @@ impl ConfigError {
     }
 }
 
+/// Checks `name`, the `name` key of a named instance (a bulkhead, a WebSocket route) that becomes a
+/// metric label: 1 to 64 characters of `[A-Za-z0-9_.-]`, so that it is safe in every exposition
+/// format and bounded in cardinality by configuration.
+///
+/// ```
+/// use palisade_core::check_name;
+///
+/// assert!(check_name("api.v2").is_ok());
+/// assert_eq!(check_name("a b").unwrap_err().key(), "name");
+/// assert!(check_name("").is_err());
+/// ```
+///
+/// # Errors
+///
+/// A [`ConfigError`] for the key `name` saying what is allowed.
+pub fn check_name(name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "name",
+            format!("{name:?} must be 1 to 64 characters of [A-Za-z0-9_.-]"),
+        ))
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid {}: {}", self.key, self.problem)

@@ -65,7 +65,7 @@ mod route;
 pub mod sync;
 
 pub use body::ResponseBody;
-pub use config::{ConfigError, EnforcementMode};
+pub use config::{ConfigError, EnforcementMode, check_name};
 pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
 pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
 pub use peer::{Cidr, PeerTrust, TrustedPeers, peer_ip};

@@ -158,21 +158,7 @@ impl BackpressureConfig {
     /// slow-client threshold, a duration above one hour, a close code other than 1008, 1013 or
     /// 3000-4999, or a close reason above 123 bytes.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
-            return Err(ConfigError::new(
-                "name",
-                format!(
-                    "{:?} must be 1 to 64 characters of [A-Za-z0-9_.-]",
-                    self.name
-                ),
-            ));
-        }
+        palisade_core::check_name(&self.name)?;
         if self.send_buffer_high_water == 0 {
             return Err(ConfigError::new(
                 "send_buffer_high_water",
