@@ -109,7 +109,7 @@ pub enum App {
     BareHyper(crate::servers::Work),
     /// An axum application served by `palisade::serve` with these settings (connection limit,
     /// client timeouts, drain).
-    Palisade(Router, Box<palisade::ServerConfig>),
+    Palisade(Router, Box<palisade::Server>),
 }
 
 /// A boxed future, as trait objects cannot have async methods.

@@ -83,7 +83,7 @@ pub fn hello_and_work(work: Work) -> Router {
 /// The production preset configured from `PALISADE_*` (as any Palisade server), started.
 fn production_stack() -> Result<palisade::Stack, String> {
     let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
-    let stack = palisade::preset::production()
+    let stack = palisade::Stack::builder()
         .config(config)
         .build()
         .map_err(|e| e.to_string())?;
@@ -201,7 +201,7 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
         .layer(RequestIdLayer::new()))
 }
 
-/// `router` inside `palisade::preset::production()` with its defaults, and the settings for
+/// `router` inside `palisade::Stack::builder()` with its defaults, and the settings for
 /// `palisade::serve`: what a user gets from the README's two calls. `PALISADE_*__*` variables
 /// apply as in any Palisade server (`PALISADE_LAYERS__REQUEST_ID=false` measures the stack
 /// without request ids).
@@ -211,10 +211,7 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
 /// Invalid configuration.
 pub fn palisade_preset(router: Router) -> Result<App, String> {
     let stack = production_stack()?;
-    Ok(App::Palisade(
-        stack.apply(router),
-        Box::new(stack.server_config()),
-    ))
+    Ok(App::Palisade(stack.apply(router), Box::new(stack.server())))
 }
 
 /// Serves `app` on `listener` forever.

@@ -67,14 +67,17 @@ pub fn main(args: &[String]) -> Result<(), String> {
         // A separate target directory: `--cfg palisade_loom` changes every fingerprint, and sharing the
         // main one would rebuild the workspace twice per run.
         let mut loom = cargo();
+        // The models live beside the state they check (`src/loom_tests.rs`, private), so only the
+        // library's tests under `loom_tests` run: the other unit tests need the real clock.
         loom.args([
             "test",
             "--release",
             "--locked",
             "-p",
             &package,
-            "--test",
-            "loom",
+            "--lib",
+            "--",
+            "loom_tests",
         ])
         .env("RUSTFLAGS", "--cfg palisade_loom")
         .env("CARGO_TARGET_DIR", workspace_root().join("target/loom"))
@@ -132,14 +135,14 @@ fn ensure_system_tools() -> Result<(), String> {
     }
 }
 
-/// The packages that have a `tests/loom.rs` model-checking suite.
+/// The packages that have a `src/loom_tests.rs` model-checking suite.
 fn loom_packages() -> Result<Vec<String>, String> {
     let crates = workspace_root().join("crates");
     let entries =
         std::fs::read_dir(&crates).map_err(|e| format!("read {}: {e}", crates.display()))?;
     let mut packages = Vec::new();
     for entry in entries.flatten() {
-        if entry.path().join("tests/loom.rs").is_file() {
+        if entry.path().join("src/loom_tests.rs").is_file() {
             packages.push(package_name(&entry.path())?);
         }
     }

@@ -45,7 +45,9 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, State as BreakerState};
+use palisade_circuit_breaker::{
+    Breaker as CircuitBreakerHandle, CircuitBreakerLayer, State as BreakerState,
+};
 use tokio::{net::TcpStream, sync::Semaphore, time::Instant};
 
 use crate::{
@@ -371,7 +373,7 @@ impl Scenario for Breaker {
                 let events = backend.clone();
                 routes.route_layer(
                     CircuitBreakerLayer::per_route(
-                        CircuitBreaker::builder()
+                        CircuitBreakerHandle::builder()
                             .name("bench")
                             .wait_in_open(OPEN_WAIT)
                             .on_state_change(move |change| events.on_state_change(change.to)),

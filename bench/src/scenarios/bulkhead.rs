@@ -45,7 +45,8 @@ fn router(work: &Work, noisy: Option<BulkheadLayer>, steady: Option<BulkheadLaye
 }
 
 fn bulkhead(name: &'static str, slots: u32, queued: u32) -> Result<BulkheadLayer, String> {
-    BulkheadLayer::builder(name)
+    BulkheadLayer::builder()
+        .name(name)
         .max_concurrent(slots)
         .max_queued(queued)
         .max_wait(Duration::from_millis(50))

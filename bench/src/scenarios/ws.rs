@@ -17,7 +17,7 @@ use axum::{
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use palisade_ws_backpressure::{BackpressureConfig, Hub};
+use palisade_ws_backpressure::{Backpressure, Hub};
 use tokio::{
     net::{TcpSocket, TcpStream},
     sync::mpsc,
@@ -72,13 +72,12 @@ fn wall_clock_ns() -> u64 {
 }
 
 fn palisade_hub() -> Result<Router, String> {
-    let hub = Hub::new(
-        BackpressureConfig::builder()
+    let hub = Hub::with_backpressure(
+        Backpressure::builder()
             .name("bench")
             .build()
             .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    );
     let publisher = hub.clone();
     Ok(Router::new().route("/ws", hub.route()).route(
         "/publish",

@@ -13,8 +13,9 @@ use tower::Layer;
 
 const LIMIT: u32 = 1_000_000;
 
-fn palisade() -> palisade_bulkhead::BulkheadService<Inner> {
-    BulkheadLayer::builder("bench")
+fn palisade() -> palisade_bulkhead::Bulkhead<Inner> {
+    BulkheadLayer::builder()
+        .name("bench")
         .max_concurrent(LIMIT)
         .build()
         .expect("valid bulkhead")

@@ -23,7 +23,8 @@ fn main() {
     let took = match peer.as_str() {
         "bare" => rt.block_on(drive(inner(), n)),
         "palisade" => {
-            let layer = BulkheadLayer::builder("cost")
+            let layer = BulkheadLayer::builder()
+                .name("cost")
                 .max_concurrent(LIMIT)
                 .build()
                 .expect("valid bulkhead");

@@ -50,11 +50,11 @@ impl fmt::Display for RejectReason {
 /// Usable without HTTP through [`acquire`](Self::acquire):
 ///
 /// ```
-/// use palisade_bulkhead::{Bulkhead, BulkheadConfig, RejectReason};
+/// use palisade_bulkhead::{BulkheadPool, BulkheadConfig, RejectReason};
 /// use palisade_core::Priority;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let db = Bulkhead::new(BulkheadConfig {
+/// let db = BulkheadPool::new(BulkheadConfig {
 ///     max_concurrent: 1,
 ///     max_queued: 0,
 ///     ..BulkheadConfig::named("db")
@@ -68,7 +68,7 @@ impl fmt::Display for RejectReason {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Bulkhead {
+pub struct BulkheadPool {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -79,7 +79,7 @@ pub(crate) struct Inner {
     wait_timeout: Rejection,
 }
 
-impl fmt::Debug for Bulkhead {
+impl fmt::Debug for BulkheadPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("name", &self.name())
@@ -109,7 +109,7 @@ fn rejection(config: &BulkheadConfig, reason: RejectReason) -> Result<Rejection,
         .build()
 }
 
-impl Bulkhead {
+impl BulkheadPool {
     /// A bulkhead with `config`. Metric handles are registered here: install the metrics recorder
     /// first.
     ///
@@ -227,7 +227,7 @@ pub struct Acquire {
 enum AcquireState {
     Ready(Option<Result<Permit, RejectReason>>),
     Waiting {
-        bulkhead: Bulkhead,
+        bulkhead: BulkheadPool,
         ticket: Ticket,
         started: Instant,
         deadline: Pin<Box<Sleep>>,

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::{ConfigError, EnforcementMode, RetryAfter};
 
 /// The largest `max_concurrent` and `max_queued` a bulkhead accepts.
 pub const MAX_LIMIT: u32 = 1 << 30;
@@ -111,16 +111,7 @@ impl BulkheadConfig {
         if self.max_wait > MAX_WAIT_LIMIT {
             return Err(ConfigError::new("max_wait", "must be at most one hour"));
         }
-        let day = Duration::from_secs(86_400);
-        if self.retry_after > day {
-            return Err(ConfigError::new("retry_after", "must be at most one day"));
-        }
-        if self.retry_after_jitter > day {
-            return Err(ConfigError::new(
-                "retry_after_jitter",
-                "must be at most one day",
-            ));
-        }
+        RetryAfter::checked(self.retry_after, self.retry_after_jitter)?;
         Ok(())
     }
 

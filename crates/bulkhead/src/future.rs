@@ -14,9 +14,9 @@ use palisade_core::ResponseBody;
 use pin_project::pin_project;
 use tower_service::Service;
 
-use crate::bulkhead::{Acquire, Bulkhead, Permit, RejectReason};
+use crate::bulkhead::{Acquire, BulkheadPool, Permit, RejectReason};
 
-/// The response future of [`BulkheadService`](crate::BulkheadService).
+/// The response future of [`Bulkhead`](crate::Bulkhead).
 ///
 /// Dropping it while it waits for a slot (the client went away) leaves the queue at once.
 #[pin_project]
@@ -39,14 +39,14 @@ enum Kind<S, Req, F> {
         permit: Option<Permit>,
     },
     Rejected {
-        bulkhead: Bulkhead,
+        bulkhead: BulkheadPool,
         reason: RejectReason,
     },
 }
 
 struct Waiting<S, Req> {
     acquire: Acquire,
-    bulkhead: Bulkhead,
+    bulkhead: BulkheadPool,
     service: Option<S>,
     request: Option<Req>,
 }
@@ -61,13 +61,18 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         }
     }
 
-    pub(crate) fn rejected(bulkhead: Bulkhead, reason: RejectReason) -> Self {
+    pub(crate) fn rejected(bulkhead: BulkheadPool, reason: RejectReason) -> Self {
         Self {
             kind: Kind::Rejected { bulkhead, reason },
         }
     }
 
-    pub(crate) fn waiting(acquire: Acquire, bulkhead: Bulkhead, service: S, request: Req) -> Self {
+    pub(crate) fn waiting(
+        acquire: Acquire,
+        bulkhead: BulkheadPool,
+        service: S,
+        request: Req,
+    ) -> Self {
         Self {
             kind: Kind::Waiting(Box::new(Waiting {
                 acquire,

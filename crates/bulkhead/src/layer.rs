@@ -5,7 +5,7 @@ use std::{borrow::Cow, time::Duration};
 use palisade_core::{ConfigError, EnforcementMode};
 use tower_layer::Layer;
 
-use crate::{bulkhead::Bulkhead, config::BulkheadConfig, service::BulkheadService};
+use crate::{bulkhead::BulkheadPool, config::BulkheadConfig, service::Bulkhead};
 
 /// Applies a named [`Bulkhead`] to a service; see the [crate docs](crate).
 ///
@@ -14,45 +14,53 @@ use crate::{bulkhead::Bulkhead, config::BulkheadConfig, service::BulkheadService
 /// the same slots.
 #[derive(Debug, Clone)]
 pub struct BulkheadLayer {
-    bulkhead: Bulkhead,
+    bulkhead: BulkheadPool,
 }
 
 impl BulkheadLayer {
+    /// A layer with a new bulkhead of the [defaults](BulkheadConfig), named `default`.
+    pub fn new() -> Self {
+        // The defaults are valid (a unit test checks it).
+        Self::from_config(BulkheadConfig::default())
+            .unwrap_or_else(|e| unreachable!("default bulkhead configuration: {e}"))
+    }
+
     /// A layer with a new bulkhead configured by `config`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when the configuration is invalid (see [`BulkheadConfig::validate`]).
-    pub fn new(config: BulkheadConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: BulkheadConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            bulkhead: Bulkhead::new(config)?,
+            bulkhead: BulkheadPool::new(config)?,
         })
     }
 
-    /// A builder for a bulkhead named `name`, starting from the defaults.
-    pub fn builder(name: impl Into<Cow<'static, str>>) -> BulkheadBuilder {
+    /// A builder starting from the defaults; name the bulkhead with
+    /// [`name`](BulkheadBuilder::name).
+    pub fn builder() -> BulkheadBuilder {
         BulkheadBuilder {
-            config: BulkheadConfig::named(name),
+            config: BulkheadConfig::default(),
         }
     }
 
     /// The bulkhead this layer applies (a shared handle).
-    pub fn bulkhead(&self) -> &Bulkhead {
+    pub fn bulkhead(&self) -> &BulkheadPool {
         &self.bulkhead
     }
 }
 
-impl From<Bulkhead> for BulkheadLayer {
-    fn from(bulkhead: Bulkhead) -> Self {
+impl From<BulkheadPool> for BulkheadLayer {
+    fn from(bulkhead: BulkheadPool) -> Self {
         Self { bulkhead }
     }
 }
 
 impl<S> Layer<S> for BulkheadLayer {
-    type Service = BulkheadService<S>;
+    type Service = Bulkhead<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BulkheadService::new(inner, self.bulkhead.clone())
+        Bulkhead::new(inner, self.bulkhead.clone())
     }
 }
 
@@ -64,6 +72,13 @@ pub struct BulkheadBuilder {
 }
 
 impl BulkheadBuilder {
+    /// The name in metric labels (`bulkhead`), logs and rejections: 1 to 64 characters of
+    /// `[A-Za-z0-9_.-]`. Default `default`.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
     /// Slots: requests running at once. Default 100.
     pub fn max_concurrent(mut self, slots: u32) -> Self {
         self.config.max_concurrent = slots;
@@ -108,6 +123,12 @@ impl BulkheadBuilder {
         self
     }
 
+    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count what would wait or be refused,
+    /// serve everything at once.
+    pub fn observe_only(self) -> Self {
+        self.mode(EnforcementMode::ObserveOnly)
+    }
+
     /// The configuration built so far.
     pub fn config(&self) -> &BulkheadConfig {
         &self.config
@@ -117,8 +138,8 @@ impl BulkheadBuilder {
     ///
     /// # Errors
     ///
-    /// As [`BulkheadLayer::new`].
+    /// As [`BulkheadLayer::from_config`].
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
-        BulkheadLayer::new(self.config)
+        BulkheadLayer::from_config(self.config)
     }
 }

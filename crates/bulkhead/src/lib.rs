@@ -34,12 +34,12 @@
 //! use axum::{Router, routing::{get, post}};
 //! use palisade_bulkhead::BulkheadLayer;
 //!
-//! let api = BulkheadLayer::builder("api")
+//! let api = BulkheadLayer::builder().name("api")
 //!     .max_concurrent(100)
 //!     .max_queued(200)
 //!     .max_wait(Duration::from_millis(500))
 //!     .build()?;
-//! let admin = BulkheadLayer::builder("admin")
+//! let admin = BulkheadLayer::builder().name("admin")
 //!     .max_concurrent(10)
 //!     .max_queued(10)
 //!     .build()?;
@@ -82,16 +82,19 @@ mod config;
 mod future;
 mod layer;
 pub mod metrics;
-pub mod queue;
+mod queue;
 mod registry;
 mod service;
 
-pub use bulkhead::{Acquire, Bulkhead, Permit, RejectReason};
+pub use bulkhead::{Acquire, BulkheadPool, Permit, RejectReason};
 pub use config::{BulkheadConfig, MAX_LIMIT, MAX_WAIT_LIMIT};
 pub use future::ResponseFuture;
 pub use layer::{BulkheadBuilder, BulkheadLayer};
 pub use registry::BulkheadRegistry;
-pub use service::BulkheadService;
+pub use service::Bulkhead;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, palisade_loom))]
+mod loom_tests;

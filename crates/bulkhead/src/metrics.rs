@@ -34,11 +34,7 @@ impl Metrics {
     pub(crate) fn new(name: &str, mode: EnforcementMode) -> Self {
         describe();
         let name = name.to_owned();
-        let mode = if mode.enforces() {
-            "enforce"
-        } else {
-            "observe_only"
-        };
+        let mode = mode.label();
         let rejected_for = |reason: RejectReason| metrics::counter!(REJECTED, "bulkhead" => name.clone(), "reason" => reason.as_str(), "mode" => mode);
         Self {
             in_flight: metrics::gauge!(IN_FLIGHT, "bulkhead" => name.clone()),

@@ -97,7 +97,8 @@ impl std::fmt::Debug for WaitQueue {
 
 impl WaitQueue {
     /// A pool of `max_concurrent` slots with room for `max_queued` waiters. `name` labels the
-    /// metrics.
+    /// metrics. (The loom models build queues directly; the pool uses `with_metrics`.)
+    #[cfg(palisade_loom)]
     pub fn new(name: &str, max_concurrent: u32, max_queued: u32, priority_ordering: bool) -> Self {
         Self::with_metrics(
             max_concurrent,
@@ -339,7 +340,7 @@ impl WaitQueue {
 
     /// Evicted waiters that have not yet polled or dropped their ticket. Zero once every waiter
     /// has gone: the loom model checks this.
-    #[doc(hidden)]
+    #[cfg(any(test, palisade_loom))]
     pub fn unseen_evictions(&self) -> usize {
         self.lock().evicted.len()
     }

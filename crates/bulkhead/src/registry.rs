@@ -59,7 +59,7 @@ impl BulkheadRegistry {
             ));
         }
         let name = config.name.to_string();
-        let layer = BulkheadLayer::new(config)?;
+        let layer = BulkheadLayer::from_config(config)?;
         map.insert(name, layer.clone());
         Ok(layer)
     }
@@ -86,7 +86,7 @@ impl BulkheadRegistry {
             ));
         }
         let name = config.name.to_string();
-        let layer = BulkheadLayer::new(config)?;
+        let layer = BulkheadLayer::from_config(config)?;
         map.insert(name, layer.clone());
         Ok(layer)
     }

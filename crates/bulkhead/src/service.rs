@@ -1,4 +1,4 @@
-//! [`BulkheadService`]: the service the layer produces.
+//! [`Bulkhead`]: the service the layer produces.
 
 use std::task::{Context, Poll};
 
@@ -9,17 +9,17 @@ use palisade_core::{Priority, ResponseBody};
 use tower_service::Service;
 
 use crate::{
-    bulkhead::{Bulkhead, Permit},
+    bulkhead::{BulkheadPool, Permit},
     future::ResponseFuture,
 };
 
 /// Admits, queues or rejects each request in `call`; see the [crate docs](crate).
-pub struct BulkheadService<S> {
+pub struct Bulkhead<S> {
     inner: S,
-    bulkhead: Bulkhead,
+    bulkhead: BulkheadPool,
 }
 
-impl<S: Clone> Clone for BulkheadService<S> {
+impl<S: Clone> Clone for Bulkhead<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -28,32 +28,29 @@ impl<S: Clone> Clone for BulkheadService<S> {
     }
 }
 
-impl<S: std::fmt::Debug> std::fmt::Debug for BulkheadService<S> {
+impl<S: std::fmt::Debug> std::fmt::Debug for Bulkhead<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BulkheadService")
+        f.debug_struct("Bulkhead")
             .field("inner", &self.inner)
             .field("bulkhead", &self.bulkhead)
             .finish()
     }
 }
 
-impl<S> BulkheadService<S> {
-    pub(crate) fn new(inner: S, bulkhead: Bulkhead) -> Self {
+impl<S> Bulkhead<S> {
+    pub(crate) fn new(inner: S, bulkhead: BulkheadPool) -> Self {
         Self { inner, bulkhead }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+    palisade_core::inner_service_accessors!();
 
     /// The bulkhead applied.
-    pub fn bulkhead(&self) -> &Bulkhead {
+    pub fn bulkhead(&self) -> &BulkheadPool {
         &self.bulkhead
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BulkheadService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Bulkhead<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: Body<Data = Bytes>,
@@ -79,7 +76,7 @@ where
     }
 }
 
-impl<S: Clone> BulkheadService<S> {
+impl<S: Clone> Bulkhead<S> {
     /// Every slot is taken, somebody waits, or the bulkhead only observes: queue, reject, or (a
     /// slot freed meanwhile, observe-only) run.
     #[inline(never)]

@@ -8,10 +8,10 @@ use std::{
 use palisade_core::{EnforcementMode, Priority};
 use tokio::time::Instant;
 
-use crate::{Bulkhead, BulkheadConfig, RejectReason};
+use crate::{BulkheadConfig, BulkheadPool, RejectReason};
 
-fn bulkhead(max_concurrent: u32, max_queued: u32, priority_ordering: bool) -> Bulkhead {
-    Bulkhead::new(BulkheadConfig {
+fn bulkhead(max_concurrent: u32, max_queued: u32, priority_ordering: bool) -> BulkheadPool {
+    BulkheadPool::new(BulkheadConfig {
         max_concurrent,
         max_queued,
         max_wait: Duration::from_secs(10),
@@ -22,7 +22,7 @@ fn bulkhead(max_concurrent: u32, max_queued: u32, priority_ordering: bool) -> Bu
 }
 
 /// Lets spawned tasks run until `n` requests wait.
-async fn until_queued(bulkhead: &Bulkhead, n: usize) {
+async fn until_queued(bulkhead: &BulkheadPool, n: usize) {
     for _ in 0..1000 {
         if bulkhead.queued() == n {
             return;
@@ -34,7 +34,7 @@ async fn until_queued(bulkhead: &Bulkhead, n: usize) {
 
 /// Takes the only slot, queues waiters with the given priorities one after the other, frees the
 /// slot, and returns the order in which the waiters were served.
-async fn service_order(bulkhead: &Bulkhead, priorities: &[Priority]) -> Vec<usize> {
+async fn service_order(bulkhead: &BulkheadPool, priorities: &[Priority]) -> Vec<usize> {
     let first = bulkhead.acquire(Priority::Critical).await.unwrap();
     let served = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -114,7 +114,7 @@ async fn a_new_request_never_overtakes_a_waiter() {
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_expires_after_max_wait() {
-    let b = Bulkhead::new(BulkheadConfig {
+    let b = BulkheadPool::new(BulkheadConfig {
         max_concurrent: 1,
         max_wait: Duration::from_millis(250),
         ..BulkheadConfig::named("slow")
@@ -167,7 +167,7 @@ async fn a_full_queue_rejects_at_once() {
 #[tokio::test(start_paused = true)]
 async fn zero_wait_or_zero_queue_rejects_at_once() {
     for (max_queued, max_wait) in [(0, Duration::from_secs(1)), (5, Duration::ZERO)] {
-        let b = Bulkhead::new(BulkheadConfig {
+        let b = BulkheadPool::new(BulkheadConfig {
             max_concurrent: 2,
             max_queued,
             max_wait,
@@ -227,7 +227,7 @@ async fn a_slot_handed_to_a_cancelled_waiter_is_passed_on() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slot_handed_over_at_the_deadline_wins() {
-    let b = Bulkhead::new(BulkheadConfig {
+    let b = BulkheadPool::new(BulkheadConfig {
         max_concurrent: 1,
         max_wait: Duration::from_millis(100),
         ..BulkheadConfig::named("edge")
@@ -245,7 +245,7 @@ async fn a_slot_handed_over_at_the_deadline_wins() {
 
 #[tokio::test(start_paused = true)]
 async fn observe_only_never_waits_or_rejects() {
-    let b = Bulkhead::new(BulkheadConfig {
+    let b = BulkheadPool::new(BulkheadConfig {
         max_concurrent: 1,
         max_queued: 1,
         mode: EnforcementMode::ObserveOnly,

@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::{Router, extract::State, routing::get};
-use palisade_bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer, BulkheadRegistry};
+use palisade_bulkhead::{BulkheadConfig, BulkheadLayer, BulkheadPool, BulkheadRegistry};
 use palisade_testkit::{Client, TestResponse, TestServer};
 use tokio::{
     sync::{Semaphore, mpsc},
@@ -29,7 +29,7 @@ async fn slow(State(slow): State<Slow>) -> &'static str {
 }
 
 /// Yields (no sleeping) until `bulkhead` has `queued` waiters.
-async fn until_queued(bulkhead: &Bulkhead, queued: usize) {
+async fn until_queued(bulkhead: &BulkheadPool, queued: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while bulkhead.queued() != queued {
         assert!(

@@ -27,7 +27,8 @@ fn service(layer: &BulkheadLayer) -> Svc {
 }
 
 fn layer(max_concurrent: u32, max_queued: u32, mode: EnforcementMode) -> BulkheadLayer {
-    BulkheadLayer::builder("svc")
+    BulkheadLayer::builder()
+        .name("svc")
         .max_concurrent(max_concurrent)
         .max_queued(max_queued)
         .max_wait(Duration::from_millis(500))
@@ -302,7 +303,8 @@ async fn an_evicted_waiter_gets_a_queue_full_503_and_is_counted() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let layer = metrics::with_local_recorder(&recorder, || {
-        BulkheadLayer::builder("svc")
+        BulkheadLayer::builder()
+            .name("svc")
             .max_concurrent(1)
             .max_queued(1)
             .priority_ordering(true)

@@ -22,22 +22,22 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer};
 use palisade_testkit::bench::{Inner, contended, drive, inner};
 use tower::Layer;
 
 const WINDOW: u32 = 100;
 
-fn count_breaker() -> CircuitBreaker {
-    CircuitBreaker::builder()
+fn count_breaker() -> Breaker {
+    Breaker::builder()
         .name("bench-count")
         .count_window(WINDOW)
         .build()
         .expect("valid breaker")
 }
 
-fn time_breaker() -> CircuitBreaker {
-    CircuitBreaker::builder()
+fn time_breaker() -> Breaker {
+    Breaker::builder()
         .name("bench-time")
         .time_window(Duration::from_secs(10), 10)
         .build()
@@ -53,9 +53,7 @@ fn recloser() -> recloser::Recloser {
         .build()
 }
 
-fn palisade_service(
-    breaker: CircuitBreaker,
-) -> palisade_circuit_breaker::CircuitBreakerService<Inner> {
+fn palisade_service(breaker: Breaker) -> palisade_circuit_breaker::CircuitBreaker<Inner> {
     CircuitBreakerLayer::new(breaker).layer(inner())
 }
 
@@ -74,7 +72,7 @@ fn tower_resilience_service() -> tower_resilience_circuitbreaker::CircuitBreaker
 }
 
 /// `n` guarded calls on one thread.
-fn guard_palisade(breaker: &CircuitBreaker, n: u64) -> Duration {
+fn guard_palisade(breaker: &Breaker, n: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..n {
         let permit = breaker.try_acquire().expect("closed");

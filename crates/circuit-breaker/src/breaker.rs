@@ -473,10 +473,10 @@ impl Inner {
 ///
 /// ```
 /// use std::time::Duration;
-/// use palisade_circuit_breaker::{BreakerError, CircuitBreaker, State};
+/// use palisade_circuit_breaker::{BreakerError, Breaker, State};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palisade_core::ConfigError> {
-/// let breaker = CircuitBreaker::builder()
+/// let breaker = Breaker::builder()
 ///     .name("redis")
 ///     .consecutive_failures(2)
 ///     .wait_in_open(Duration::from_secs(10))
@@ -498,11 +498,11 @@ impl Inner {
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct CircuitBreaker {
+pub struct Breaker {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for CircuitBreaker {
+impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("name", &&*self.inner.name)
@@ -541,7 +541,7 @@ pub struct BreakerSnapshot {
     pub rejected: u64,
 }
 
-impl CircuitBreaker {
+impl Breaker {
     /// A builder starting from the defaults (see [`CircuitBreakerConfig`]).
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::default()
@@ -553,7 +553,7 @@ impl CircuitBreaker {
     ///
     /// A [`ConfigError`] when the configuration is invalid (see
     /// [`CircuitBreakerConfig::validate`]).
-    pub fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
         Ok(Self::from_settings(
             Arc::from(&*config.name),
             Arc::new(config.settings()?),
@@ -972,6 +972,12 @@ impl CircuitBreakerBuilder {
         self
     }
 
+    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: the breaker records and logs when it
+    /// would open, and admits every call.
+    pub fn observe_only(self) -> Self {
+        self.mode(EnforcementMode::ObserveOnly)
+    }
+
     /// Random extra `Retry-After` on server rejections. Default 0.
     pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
         self.config.retry_after_jitter = jitter;
@@ -1019,8 +1025,8 @@ impl CircuitBreakerBuilder {
     /// # Errors
     ///
     /// As [`CircuitBreaker::new`].
-    pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+    pub fn build(self) -> Result<Breaker, ConfigError> {
         let (name, settings, hooks) = self.parts()?;
-        Ok(CircuitBreaker::from_settings(name, settings, hooks))
+        Ok(Breaker::from_settings(name, settings, hooks))
     }
 }

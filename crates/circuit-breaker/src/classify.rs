@@ -25,7 +25,7 @@ pub enum Outcome {
 /// Decides the [`Outcome`] of a call from its result.
 ///
 /// Implemented by [`HttpClassifier`] (the default of the layers), [`ResultClassifier`] (the
-/// default of [`CircuitBreaker::call`](crate::CircuitBreaker::call)) and every
+/// default of [`CircuitBreaker::call`](crate::Breaker::call)) and every
 /// `Fn(&Result<Res, E>) -> Outcome` closure.
 ///
 /// ```

@@ -56,7 +56,7 @@ where
     Poll::Ready((result, guard))
 }
 
-/// The response future of [`CircuitBreakerService`](crate::CircuitBreakerService).
+/// The response future of [`CircuitBreaker`](crate::CircuitBreaker).
 #[pin_project]
 pub struct ResponseFuture<F, B, C> {
     #[pin]

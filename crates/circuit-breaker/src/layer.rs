@@ -7,11 +7,11 @@ use palisade_core::{ConfigError, Rejection, RetryAfter};
 use tower_layer::Layer;
 
 use crate::{
-    breaker::{CircuitBreaker, CircuitBreakerBuilder},
+    breaker::{Breaker, CircuitBreakerBuilder},
     classify::HttpClassifier,
     registry::BreakerRegistry,
     scope::{Global, PerKey, PerRoute, Scope, Selector},
-    service::{CircuitBreakerClient, CircuitBreakerHttpClient, CircuitBreakerService},
+    service::{CircuitBreaker, CircuitBreakerClient, CircuitBreakerHttpClient},
 };
 
 pub(crate) struct Shared<C, K> {
@@ -77,7 +77,21 @@ impl CircuitBreakerLayer {
     /// # Panics
     ///
     /// Never: the rejection's status and reason are constants.
-    pub fn new(breaker: CircuitBreaker) -> Self {
+    pub fn new(breaker: Breaker) -> Self {
+        Self::around(breaker)
+    }
+
+    /// A layer around a new breaker configured by `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the configuration is invalid (see
+    /// [`CircuitBreakerConfig::validate`](crate::CircuitBreakerConfig::validate)).
+    pub fn from_config(config: crate::CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        Breaker::from_config(config).map(Self::around)
+    }
+
+    fn around(breaker: Breaker) -> Self {
         let rejection = rejection(breaker.retry_after_jitter())
             .expect("the circuit breaker rejection is statically valid");
         Self {
@@ -167,7 +181,7 @@ impl<C, K: Clone> CircuitBreakerLayer<C, K> {
 
 impl<C, K> CircuitBreakerLayer<C, K> {
     /// The breaker of a [`Global`] layer.
-    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+    pub fn breaker(&self) -> Option<&Breaker> {
         match &self.shared.scope {
             Scope::One(breaker) => Some(breaker),
             Scope::Keyed(..) => None,
@@ -184,10 +198,10 @@ impl<C, K> CircuitBreakerLayer<C, K> {
 }
 
 impl<S, C, K> Layer<S> for CircuitBreakerLayer<C, K> {
-    type Service = CircuitBreakerService<S, C, K>;
+    type Service = CircuitBreaker<S, C, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::new(
+        CircuitBreaker::new(
             inner,
             Arc::clone(&self.shared),
             Selector::new(&self.shared.scope),

@@ -37,12 +37,12 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+//! use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer};
 //!
 //! # fn main() -> Result<(), palisade_core::ConfigError> {
 //! // One breaker per route template, named "api:/orders/{id}", ...
 //! let breakers = CircuitBreakerLayer::per_route(
-//!     CircuitBreaker::builder()
+//!     Breaker::builder()
 //!         .name("api")
 //!         .wait_in_open(Duration::from_secs(30)),
 //! )?;
@@ -60,11 +60,11 @@
 //! database query); a rejection is a typed error carrying the remaining open time:
 //!
 //! ```
-//! use palisade_circuit_breaker::{BreakerError, CircuitBreaker};
+//! use palisade_circuit_breaker::{BreakerError, Breaker};
 //!
 //! # async fn query(_: &str) -> Result<u64, std::io::Error> { Ok(7) }
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let database = CircuitBreaker::builder().name("database").build()?;
+//! let database = Breaker::builder().name("database").build()?;
 //! match database.call(query("SELECT count(*) FROM orders")).await {
 //!     Ok(count) => println!("{count} orders"),
 //!     Err(BreakerError::Rejected(rejected)) => {
@@ -84,12 +84,12 @@
 //! use http::Request;
 //! use http_body_util::Full;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-//! use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+//! use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer};
 //! use tower::Layer;
 //!
 //! # fn main() -> Result<(), palisade_core::ConfigError> {
 //! let per_host = CircuitBreakerLayer::per_key(
-//!     CircuitBreaker::builder().name("upstream"),
+//!     Breaker::builder().name("upstream"),
 //!     |request: &Request<Full<Bytes>>| request.uri().host(),
 //! )?;
 //! let client = per_host
@@ -165,17 +165,17 @@ mod config;
 mod error;
 mod future;
 mod layer;
-pub mod machine;
+mod machine;
 pub mod metrics;
 mod registry;
-pub mod scope;
+mod scope;
 mod service;
 mod sync;
 #[doc(hidden)]
-pub mod window;
+mod window;
 
 pub use breaker::{
-    BreakerSnapshot, CallGuard, CircuitBreaker, CircuitBreakerBuilder, Permit, StateChange,
+    Breaker, BreakerSnapshot, CallGuard, CircuitBreakerBuilder, Permit, StateChange,
 };
 pub use classify::{Classify, HttpClassifier, Outcome, ResultClassifier};
 pub use config::{
@@ -187,4 +187,7 @@ pub use layer::{CircuitBreakerClientLayer, CircuitBreakerHttpClientLayer, Circui
 pub use machine::{Cause, State};
 pub use registry::{BreakerRegistry, MAX_KEY_LEN, OVERFLOW_KEY};
 pub use scope::{Global, PerKey, PerRoute, ScopeKey};
-pub use service::{CircuitBreakerClient, CircuitBreakerHttpClient, CircuitBreakerService};
+pub use service::{CircuitBreaker, CircuitBreakerClient, CircuitBreakerHttpClient};
+
+#[cfg(all(test, palisade_loom))]
+mod loom_tests;

@@ -8,7 +8,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    breaker::{CircuitBreaker, Hooks},
+    breaker::{Breaker, Hooks},
     config::Settings,
     sync::{AtomicU64, Ordering::Relaxed},
 };
@@ -24,8 +24,8 @@ pub(crate) struct Registry {
     name: Arc<str>,
     settings: Arc<Settings>,
     hooks: Hooks,
-    map: RwLock<HashMap<Arc<str>, CircuitBreaker>>,
-    overflow: OnceLock<CircuitBreaker>,
+    map: RwLock<HashMap<Arc<str>, Breaker>>,
+    overflow: OnceLock<Breaker>,
     epoch: Instant,
     last_sweep: AtomicU64,
 }
@@ -81,9 +81,9 @@ impl BreakerRegistry {
         millis(Instant::now().saturating_duration_since(self.inner.epoch))
     }
 
-    fn create(&self, key: &str) -> CircuitBreaker {
+    fn create(&self, key: &str) -> Breaker {
         let r = &*self.inner;
-        let breaker = CircuitBreaker::from_settings(
+        let breaker = Breaker::from_settings(
             Arc::from(format!("{}:{key}", r.name)),
             Arc::clone(&r.settings),
             r.hooks.clone(),
@@ -93,7 +93,7 @@ impl BreakerRegistry {
     }
 
     /// The breaker of `key`, if it exists.
-    pub fn get(&self, key: &str) -> Option<CircuitBreaker> {
+    pub fn get(&self, key: &str) -> Option<Breaker> {
         if key == OVERFLOW_KEY {
             return self.inner.overflow.get().cloned();
         }
@@ -107,12 +107,12 @@ impl BreakerRegistry {
 
     /// The breaker of `key`, created if needed (or the overflow breaker when the registry is
     /// full of breakers in use).
-    pub fn get_or_create(&self, key: &str) -> CircuitBreaker {
+    pub fn get_or_create(&self, key: &str) -> Breaker {
         self.lookup(key).0
     }
 
     /// The breaker of `key` and whether it is the overflow breaker.
-    pub(crate) fn lookup(&self, key: &str) -> (CircuitBreaker, bool) {
+    pub(crate) fn lookup(&self, key: &str) -> (Breaker, bool) {
         if key.len() > MAX_KEY_LEN || key == OVERFLOW_KEY {
             return (self.overflow(), true);
         }
@@ -150,7 +150,7 @@ impl BreakerRegistry {
         (breaker, false)
     }
 
-    fn overflow(&self) -> CircuitBreaker {
+    fn overflow(&self) -> Breaker {
         self.inner
             .overflow
             .get_or_init(|| self.create(OVERFLOW_KEY))
@@ -175,7 +175,7 @@ impl BreakerRegistry {
         self.sweep(&mut map, self.now_ms())
     }
 
-    fn sweep(&self, map: &mut HashMap<Arc<str>, CircuitBreaker>, now: u64) -> usize {
+    fn sweep(&self, map: &mut HashMap<Arc<str>, Breaker>, now: u64) -> usize {
         self.inner.last_sweep.store(now, Relaxed);
         let idle = millis(self.inner.settings.idle_timeout);
         let before = map.len();
@@ -195,7 +195,7 @@ impl BreakerRegistry {
     }
 
     /// Every breaker of the scope (the overflow breaker included, once it exists).
-    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+    pub fn breakers(&self) -> Vec<Breaker> {
         let map = self
             .inner
             .map

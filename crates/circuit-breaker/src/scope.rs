@@ -7,7 +7,7 @@ use axum::extract::MatchedPath;
 use http::Request;
 use palisade_core::UNMATCHED_ROUTE;
 
-use crate::{breaker::CircuitBreaker, registry::BreakerRegistry};
+use crate::{breaker::Breaker, registry::BreakerRegistry};
 
 /// The key of a request's breaker in a per-route or per-key scope; `None` sends the request past
 /// the breaker unprotected.
@@ -69,7 +69,7 @@ where
 /// The state of a layer's scope, created once when the layer is built.
 #[derive(Clone)]
 pub(crate) enum Scope<K> {
-    One(CircuitBreaker),
+    One(Breaker),
     Keyed(BreakerRegistry, K),
 }
 
@@ -80,7 +80,7 @@ pub(crate) struct Selector {
 }
 
 /// The first key a service resolved, with its breaker.
-type Cache = OnceLock<(Box<str>, CircuitBreaker)>;
+type Cache = OnceLock<(Box<str>, Breaker)>;
 
 impl Clone for Selector {
     fn clone(&self) -> Self {
@@ -99,7 +99,7 @@ impl Selector {
 
     /// The breaker of `request`, or `None` when it goes unprotected.
     #[inline]
-    pub(crate) fn select<K, Req>(&self, scope: &Scope<K>, request: &Req) -> Option<CircuitBreaker>
+    pub(crate) fn select<K, Req>(&self, scope: &Scope<K>, request: &Req) -> Option<Breaker>
     where
         K: ScopeKey<Req>,
     {

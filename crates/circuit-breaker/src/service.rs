@@ -1,4 +1,4 @@
-//! The services the layers make: [`CircuitBreakerService`] (servers: 503 + `Retry-After`),
+//! The services the layers make: [`CircuitBreaker`] (servers: 503 + `Retry-After`),
 //! [`CircuitBreakerClient`] (any tower service: typed errors) and [`CircuitBreakerHttpClient`]
 //! (HTTP clients: typed errors, calls timed until the body ends).
 
@@ -51,30 +51,22 @@ macro_rules! service_boilerplate {
                 }
             }
 
-            /// The wrapped service.
-            pub fn get_ref(&self) -> &S {
-                &self.inner
-            }
-
-            /// The wrapped service, mutably.
-            pub fn get_mut(&mut self) -> &mut S {
-                &mut self.inner
-            }
+            palisade_core::inner_service_accessors!();
         }
     };
 }
 
 /// Admits or rejects each request in `call` (never in `poll_ready`); see
 /// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
-pub struct CircuitBreakerService<S, C = HttpClassifier, K = Global> {
+pub struct CircuitBreaker<S, C = HttpClassifier, K = Global> {
     inner: S,
     shared: Arc<Shared<C, K>>,
     selector: Selector,
 }
 
-service_boilerplate!(CircuitBreakerService);
+service_boilerplate!(CircuitBreaker);
 
-impl<S, C, K, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreakerService<S, C, K>
+impl<S, C, K, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreaker<S, C, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,

@@ -16,7 +16,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use palisade_circuit_breaker::{
-    BreakerError, CircuitBreaker, CircuitBreakerLayer, Outcome, ResultClassifier, State,
+    Breaker, BreakerError, CircuitBreakerLayer, Outcome, ResultClassifier, State,
 };
 use palisade_testkit::TestServer;
 use tokio::sync::mpsc;
@@ -84,7 +84,7 @@ where
 async fn a_breaker_around_a_hyper_client_rejects_with_the_remaining_open_time() {
     let upstream = Upstream::default();
     let server = upstream.start().await;
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .name("upstream")
         .consecutive_failures(2)
         .wait_in_open(Duration::from_secs(30))
@@ -129,7 +129,7 @@ async fn one_breaker_per_upstream_host_and_recovery_after_healing() {
     let (failing_server, healthy_server) = (failing.start().await, healthy.start().await);
     let (changes, mut seen) = mpsc::unbounded_channel();
     let layer = CircuitBreakerLayer::per_key(
-        CircuitBreaker::builder()
+        Breaker::builder()
             .name("upstream")
             .consecutive_failures(2)
             .wait_in_open(Duration::from_millis(200))
@@ -181,10 +181,7 @@ async fn connection_errors_are_failures() {
     let server = upstream.start().await;
     let url = server.url("/data");
     server.shutdown().await;
-    let breaker = CircuitBreaker::builder()
-        .consecutive_failures(2)
-        .build()
-        .unwrap();
+    let breaker = Breaker::builder().consecutive_failures(2).build().unwrap();
     let mut client = CircuitBreakerLayer::new(breaker.clone())
         .http_client()
         .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
@@ -200,10 +197,7 @@ async fn connection_errors_are_failures() {
 
 #[tokio::test]
 async fn a_breaker_around_any_tower_service() {
-    let breaker = CircuitBreaker::builder()
-        .consecutive_failures(2)
-        .build()
-        .unwrap();
+    let breaker = Breaker::builder().consecutive_failures(2).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let divide = service_fn(move |d: u32| {

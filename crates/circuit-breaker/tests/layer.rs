@@ -20,8 +20,8 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use palisade_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerLayer, HttpClassifier, OVERFLOW_KEY,
-    Outcome, State,
+    Breaker, CircuitBreakerBuilder, CircuitBreakerLayer, HttpClassifier, OVERFLOW_KEY, Outcome,
+    State,
 };
 use tokio::time::{Sleep, advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -100,7 +100,7 @@ fn status(
 }
 
 fn strict() -> CircuitBreakerBuilder {
-    CircuitBreaker::builder()
+    Breaker::builder()
         .count_window(10)
         .minimum_calls(2)
         .consecutive_failures(0)

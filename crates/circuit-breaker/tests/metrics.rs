@@ -6,7 +6,7 @@ use metrics_util::{
     CompositeKey, MetricKind,
     debugging::{DebugValue, DebuggingRecorder},
 };
-use palisade_circuit_breaker::{CircuitBreaker, Outcome};
+use palisade_circuit_breaker::{Breaker, Outcome};
 
 fn value(
     snapshot: &[(CompositeKey, DebugValue)],
@@ -36,7 +36,7 @@ fn calls_states_and_transitions_are_counted() {
     // Everything runs inside the recorder's scope: handles are registered when the breaker is
     // built, transition counters on the first transition of each kind.
     metrics::with_local_recorder(&recorder, || {
-        let breaker = CircuitBreaker::builder()
+        let breaker = Breaker::builder()
             .name("db")
             .count_window(10)
             .minimum_calls(4)
@@ -104,7 +104,7 @@ fn every_metric_is_described() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let breaker = CircuitBreaker::builder().build().unwrap();
+        let breaker = Breaker::builder().build().unwrap();
         breaker.trip();
     });
     let described: Vec<String> = snapshotter

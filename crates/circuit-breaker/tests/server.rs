@@ -12,7 +12,7 @@ use std::{
 };
 
 use axum::{Router, extract::State as AxumState, http::StatusCode, routing::get};
-use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, State};
+use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer, State};
 use palisade_testkit::{Client, TestServer};
 use tokio::sync::mpsc;
 
@@ -53,7 +53,7 @@ async fn fetch(server: &TestServer, path: &str) -> palisade_testkit::TestRespons
 
 #[tokio::test]
 async fn an_open_breaker_answers_fast_503s_with_retry_after_and_a_problem_body() {
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .name("flaky")
         .wait_in_open(Duration::from_secs(30))
         .build()
@@ -94,7 +94,7 @@ async fn an_open_breaker_answers_fast_503s_with_retry_after_and_a_problem_body()
 async fn per_route_breakers_open_alone_and_recover_after_the_dependency_heals() {
     let (changes, mut seen) = mpsc::unbounded_channel();
     let layer = CircuitBreakerLayer::per_route(
-        CircuitBreaker::builder()
+        Breaker::builder()
             .name("http")
             .consecutive_failures(3)
             .wait_in_open(Duration::from_millis(300))
@@ -159,7 +159,7 @@ async fn per_route_breakers_open_alone_and_recover_after_the_dependency_heals() 
 #[tokio::test]
 async fn a_failed_probe_reopens_on_the_real_server() {
     let (changes, mut seen) = mpsc::unbounded_channel();
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .consecutive_failures(1)
         .wait_in_open(Duration::from_millis(200))
         .automatic_transition(true)

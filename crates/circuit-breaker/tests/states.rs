@@ -9,7 +9,7 @@ use std::{
 };
 
 use palisade_circuit_breaker::{
-    BreakerError, Cause, CircuitBreaker, CircuitBreakerBuilder, Outcome, State,
+    Breaker, BreakerError, Cause, CircuitBreakerBuilder, Outcome, State,
 };
 use palisade_core::EnforcementMode;
 use tokio::time::{advance, sleep};
@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A count-window breaker with only the failure rate (no consecutive trip), so each test sees
 /// exactly one mechanism at work.
 fn rate_only() -> CircuitBreakerBuilder {
-    CircuitBreaker::builder()
+    Breaker::builder()
         .count_window(10)
         .minimum_calls(5)
         .failure_rate_threshold(0.5)
@@ -34,7 +34,7 @@ fn fail() -> std::future::Ready<Result<(), &'static str>> {
     std::future::ready(Err("dependency down"))
 }
 
-async fn outcomes(breaker: &CircuitBreaker, pattern: &str) {
+async fn outcomes(breaker: &Breaker, pattern: &str) {
     for c in pattern.chars() {
         let result = match c {
             's' => breaker.call(ok()).await,
@@ -48,7 +48,7 @@ async fn outcomes(breaker: &CircuitBreaker, pattern: &str) {
     }
 }
 
-fn rejected_in(breaker: &CircuitBreaker) -> Duration {
+fn rejected_in(breaker: &Breaker) -> Duration {
     match breaker.try_acquire() {
         Err(rejected) => rejected.retry_in(),
         Ok(permit) => panic!(
@@ -110,7 +110,7 @@ async fn count_window_forgets_calls_beyond_its_size() {
 
 #[tokio::test(start_paused = true)]
 async fn time_window_counts_only_recent_calls() {
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .time_window(Duration::from_secs(10), 10)
         .minimum_calls(4)
         .consecutive_failures(0)
@@ -130,7 +130,7 @@ async fn time_window_counts_only_recent_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn time_window_evaluates_successes_that_reach_the_minimum() {
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .time_window(Duration::from_secs(10), 10)
         .minimum_calls(5)
         .consecutive_failures(0)
@@ -147,11 +147,7 @@ async fn time_window_evaluates_successes_that_reach_the_minimum() {
 async fn consecutive_failures_open_whatever_the_window_holds() {
     let changes = Changes::default();
     let breaker = changes
-        .attach(
-            CircuitBreaker::builder()
-                .count_window(100)
-                .consecutive_failures(5),
-        )
+        .attach(Breaker::builder().count_window(100).consecutive_failures(5))
         .build()
         .unwrap();
     outcomes(&breaker, &"s".repeat(100)).await;
@@ -174,7 +170,7 @@ async fn consecutive_failures_open_whatever_the_window_holds() {
 #[tokio::test(start_paused = true)]
 async fn defaults_reproduce_the_original_plan() {
     // Failure threshold 5, success threshold 3, reset timeout 30 s.
-    let breaker = CircuitBreaker::builder().build().unwrap();
+    let breaker = Breaker::builder().build().unwrap();
     outcomes(&breaker, "ffff").await;
     assert_eq!(breaker.state(), State::Closed);
     outcomes(&breaker, "f").await;
@@ -519,7 +515,7 @@ async fn metrics_only_records_but_never_rejects() {
 async fn quiet_routes_still_open() {
     // One call every 4 s never puts 5 calls in a 10 s window (resilience4j#747): the rate alone
     // would never open. The default consecutive-failure trip is not windowed and does.
-    let ten_seconds = || CircuitBreaker::builder().time_window(Duration::from_secs(10), 10);
+    let ten_seconds = || Breaker::builder().time_window(Duration::from_secs(10), 10);
     let quiet = ten_seconds().build().unwrap();
     let rate_alone = ten_seconds().consecutive_failures(0).build().unwrap();
     for call in 1..=5 {

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use palisade_circuit_breaker::CircuitBreaker;
+use palisade_circuit_breaker::Breaker;
 use tracing::{
     Event, Level, Metadata, Subscriber,
     field::{Field, Visit},
@@ -66,7 +66,7 @@ impl Subscriber for Collect {
 async fn each_transition_is_logged_once() {
     let collect = Collect::default();
     let _guard = tracing::subscriber::set_default(collect.clone());
-    let breaker = CircuitBreaker::builder()
+    let breaker = Breaker::builder()
         .name("db")
         .permitted_calls_in_half_open(1)
         .success_threshold(1)

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode, OverloadState};
+use palisade_core::{ConfigError, EnforcementMode};
 
 /// A high- or low-water mark: a fraction of the maximum, or an absolute count.
 ///
@@ -141,9 +141,6 @@ pub struct ConcurrencyLimitConfig {
     pub mode: EnforcementMode,
     /// The name in metric labels, logs and the overload state.
     pub name: Cow<'static, str>,
-    /// Where to publish utilisation and shedding. Default: [`OverloadState::global`].
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub overload: Option<OverloadState>,
 }
 
 impl Default for ConcurrencyLimitConfig {
@@ -158,7 +155,6 @@ impl Default for ConcurrencyLimitConfig {
             retry_after_jitter: Duration::ZERO,
             mode: EnforcementMode::Enforce,
             name: Cow::Borrowed("global"),
-            overload: None,
         }
     }
 }
@@ -235,9 +231,6 @@ pub struct ConnectionLimitConfig {
     pub mode: EnforcementMode,
     /// The name in metric labels, logs and the overload state.
     pub name: Cow<'static, str>,
-    /// Where to publish utilisation and refusing. Default: [`OverloadState::global`].
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub overload: Option<OverloadState>,
 }
 
 impl Default for ConnectionLimitConfig {
@@ -251,7 +244,6 @@ impl Default for ConnectionLimitConfig {
             max_rejecting: 256,
             mode: EnforcementMode::Enforce,
             name: Cow::Borrowed("listener"),
-            overload: None,
         }
     }
 }

@@ -33,18 +33,43 @@ impl std::fmt::Debug for ConcurrencyLimitLayer {
 }
 
 impl ConcurrencyLimitLayer {
-    /// A limiter with `config`.
+    /// A limiter with the [defaults](ConcurrencyLimitConfig#fields), publishing into
+    /// [`OverloadState::global`].
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] only when the global overload state has no free source slot.
+    pub fn new() -> Result<Self, ConfigError> {
+        Self::from_config(ConcurrencyLimitConfig::default())
+    }
+
+    /// A limiter with `config`, publishing into [`OverloadState::global`].
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when the configuration is invalid (see
     /// [`ConcurrencyLimitConfig::validate`]) or the overload state has no free source slot.
-    pub fn new(config: ConcurrencyLimitConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: ConcurrencyLimitConfig) -> Result<Self, ConfigError> {
+        Self::build(config, None)
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConcurrencyLimitBuilder {
+        ConcurrencyLimitBuilder::from(ConcurrencyLimitConfig::default())
+    }
+
+    fn build(
+        config: ConcurrencyLimitConfig,
+        overload: Option<OverloadState>,
+    ) -> Result<Self, ConfigError> {
         let thresholds = config.validate()?;
         let rejection = Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "concurrency_limit")
             .title("Service Unavailable")
             .detail("The server is at its concurrency limit. Retry after the delay in Retry-After.")
-            .retry_after(RetryAfter::new(config.retry_after).with_jitter(config.retry_after_jitter))
+            .retry_after(RetryAfter::checked(
+                config.retry_after,
+                config.retry_after_jitter,
+            )?)
             .build()?;
         let limiter = Limiter::new(LimiterSettings {
             kind: Kind::Requests,
@@ -53,17 +78,10 @@ impl ConcurrencyLimitLayer {
             dwell: config.min_shedding_dwell,
             critical_reserve: config.critical_reserve,
             mode: config.mode,
-            overload: config.overload,
+            overload,
             rejection: Some(rejection),
         })?;
         Ok(Self { limiter })
-    }
-
-    /// A builder starting from the defaults.
-    pub fn builder() -> ConcurrencyLimitBuilder {
-        ConcurrencyLimitBuilder {
-            config: ConcurrencyLimitConfig::default(),
-        }
     }
 
     /// A read-only view of the limiter's state.
@@ -87,6 +105,18 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
 #[must_use]
 pub struct ConcurrencyLimitBuilder {
     config: ConcurrencyLimitConfig,
+    overload: Option<OverloadState>,
+}
+
+/// A builder starting from `config`, for a configuration read from a file that still needs a
+/// runtime handle (the overload state).
+impl From<ConcurrencyLimitConfig> for ConcurrencyLimitBuilder {
+    fn from(config: ConcurrencyLimitConfig) -> Self {
+        Self {
+            config,
+            overload: None,
+        }
+    }
 }
 
 impl ConcurrencyLimitBuilder {
@@ -138,6 +168,12 @@ impl ConcurrencyLimitBuilder {
         self
     }
 
+    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count and log what would be refused,
+    /// serve everything.
+    pub fn observe_only(self) -> Self {
+        self.mode(EnforcementMode::ObserveOnly)
+    }
+
     /// Name for metrics, logs and the overload state. Default `global`.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.config.name = name.into();
@@ -146,7 +182,7 @@ impl ConcurrencyLimitBuilder {
 
     /// Publish into `state` instead of [`OverloadState::global`].
     pub fn overload_state(mut self, state: OverloadState) -> Self {
-        self.config.overload = Some(state);
+        self.overload = Some(state);
         self
     }
 
@@ -159,8 +195,8 @@ impl ConcurrencyLimitBuilder {
     ///
     /// # Errors
     ///
-    /// As [`ConcurrencyLimitLayer::new`].
+    /// As [`ConcurrencyLimitLayer::from_config`].
     pub fn build(self) -> Result<ConcurrencyLimitLayer, ConfigError> {
-        ConcurrencyLimitLayer::new(self.config)
+        ConcurrencyLimitLayer::build(self.config, self.overload)
     }
 }

@@ -84,7 +84,7 @@
 
 mod config;
 mod future;
-pub mod hysteresis;
+mod hysteresis;
 mod layer;
 mod limiter;
 mod listener;
@@ -95,8 +95,11 @@ pub use config::{
     ConcurrencyLimitConfig, ConnectionLimitConfig, MAX_LIMIT, OverLimitPolicy, Thresholds,
     Watermark,
 };
-pub use future::ResponseFuture;
+pub use future::{AtLimit, ResponseFuture};
 pub use layer::{ConcurrencyLimitBuilder, ConcurrencyLimitLayer};
 pub use limiter::{LimiterHandle, Permit};
 pub use listener::{ConnectionLimitListener, LimitedIo};
 pub use service::ConcurrencyLimit;
+
+#[cfg(all(test, palisade_loom))]
+mod loom_tests;

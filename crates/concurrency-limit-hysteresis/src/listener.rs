@@ -12,7 +12,7 @@ use std::{
 use axum::serve::Listener;
 use bytes::Bytes;
 use http::StatusCode;
-use palisade_core::{ConfigError, Rejection, RetryAfter};
+use palisade_core::{ConfigError, OverloadState, Rejection, RetryAfter};
 use pin_project::pin_project;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
@@ -68,11 +68,24 @@ impl<L> ConnectionLimitListener<L> {
     /// A [`ConfigError`] when the configuration is invalid (see
     /// [`ConnectionLimitConfig::validate`]) or the overload state has no free source slot.
     pub fn new(inner: L, config: ConnectionLimitConfig) -> Result<Self, ConfigError> {
+        Self::with_overload_state(inner, config, OverloadState::global().clone())
+    }
+
+    /// As [`new`](Self::new), publishing into `overload` instead of [`OverloadState::global`].
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_overload_state(
+        inner: L,
+        config: ConnectionLimitConfig,
+        overload: OverloadState,
+    ) -> Result<Self, ConfigError> {
         let thresholds = config.validate()?;
         if config.max_rejecting == 0 {
             return Err(ConfigError::new("max_rejecting", "must be at least 1"));
         }
-        let refusal = canned_503(config.retry_after)?;
+        let refusal = canned_503(RetryAfter::checked(config.retry_after, Duration::ZERO)?)?;
         let limiter = Limiter::new(LimiterSettings {
             kind: Kind::Connections,
             name: config.name,
@@ -80,7 +93,7 @@ impl<L> ConnectionLimitListener<L> {
             dwell: Duration::ZERO,
             critical_reserve: false,
             mode: config.mode,
-            overload: config.overload,
+            overload: Some(overload),
             rejection: None,
         })?;
         let refusing = Arc::new(Semaphore::new(config.max_rejecting as usize));
@@ -107,7 +120,7 @@ impl<L> ConnectionLimitListener<L> {
 }
 
 /// The whole refusal, serialized once: status line, headers and the problem+json body.
-fn canned_503(retry_after: Duration) -> Result<Bytes, ConfigError> {
+fn canned_503(retry_after: RetryAfter) -> Result<Bytes, ConfigError> {
     let rejection = Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "connection_limit")
         .detail("The server has too many open connections. Retry after the delay in Retry-After.")
         .build()?;
@@ -115,7 +128,7 @@ fn canned_503(retry_after: Duration) -> Result<Bytes, ConfigError> {
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
          cache-control: no-store\r\nretry-after: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        RetryAfter::new(retry_after).seconds(),
+        retry_after.seconds(),
         body.len()
     );
     let mut bytes = head.into_bytes();

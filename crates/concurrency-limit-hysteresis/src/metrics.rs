@@ -86,11 +86,7 @@ impl Metrics {
         ] {
             metrics::gauge!(kind.limit(), label => name.clone(), "bound" => bound).set(value);
         }
-        let mode = if mode.enforces() {
-            "enforce"
-        } else {
-            "observe_only"
-        };
+        let mode = mode.label();
         let rejected_for = |reason: RejectReason| metrics::counter!(rejected, label => name.clone(), "reason" => reason.as_str(), "mode" => mode);
         Self {
             count: metrics::gauge!(count, label => name.clone()),

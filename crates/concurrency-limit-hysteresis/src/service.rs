@@ -12,7 +12,7 @@ use palisade_core::{Priority, ResponseBody};
 use tower_service::Service;
 
 use crate::{
-    future::ResponseFuture,
+    future::{AtLimit, ResponseFuture},
     limiter::{Limiter, Permit},
 };
 
@@ -44,10 +44,7 @@ impl<S> ConcurrencyLimit<S> {
         Self { inner, limiter }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConcurrencyLimit<S>
@@ -74,7 +71,7 @@ where
             Some(permit) => permit,
             None => match self.admit_slow(&request) {
                 Some(permit) => permit,
-                None => return ResponseFuture::rejected(Arc::clone(&self.limiter)),
+                None => return ResponseFuture::refused(AtLimit(Arc::clone(&self.limiter))),
             },
         };
         ResponseFuture::admitted(self.inner.call(request), permit)

@@ -23,10 +23,10 @@ async fn serve(policy: OverLimitPolicy, mode: EnforcementMode) -> (SocketAddr, L
         policy,
         mode,
         retry_after: Duration::from_secs(7),
-        overload: Some(OverloadState::new()),
         ..ConnectionLimitConfig::default()
     };
-    let listener = ConnectionLimitListener::new(tcp, config).unwrap();
+    let listener =
+        ConnectionLimitListener::with_overload_state(tcp, config, OverloadState::new()).unwrap();
     let handle = listener.handle();
     let listener = listener.tap_io(|io| {
         let _ = io.get_mut().set_nodelay(true);

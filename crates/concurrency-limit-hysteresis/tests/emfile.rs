@@ -60,11 +60,12 @@ async fn hello(addr: SocketAddr) -> String {
 async fn running_out_of_file_descriptors_neither_spins_nor_kills_the_server() {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let config = ConnectionLimitConfig {
-        overload: Some(OverloadState::new()),
-        ..Default::default()
-    };
-    let listener = ConnectionLimitListener::new(tcp, config).unwrap();
+    let listener = ConnectionLimitListener::with_overload_state(
+        tcp,
+        ConnectionLimitConfig::default(),
+        OverloadState::new(),
+    )
+    .unwrap();
     let app = Router::new().route("/", get(|| async { "alive" }));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     assert!(hello(addr).await.ends_with("alive"));

@@ -103,6 +103,16 @@ impl EnforcementMode {
     pub const fn enforces(self) -> bool {
         matches!(self, Self::Enforce)
     }
+
+    /// The value of the `mode` label that every Palisade counter of decisions carries: `enforce`,
+    /// or `observe_only` for what observe-only mode would have refused (and served), so one
+    /// selector (`mode="enforce"`) separates the two in every crate's metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::ObserveOnly => "observe_only",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -52,23 +52,39 @@
 //! # }
 //! ```
 
+mod accessors;
 mod body;
 mod config;
 #[cfg(feature = "serde")]
 pub mod duration_secs;
+pub mod future;
 mod guard;
 mod overload;
 mod peer;
 mod priority;
 mod rejection;
+mod request_id;
 mod route;
+mod span;
 pub mod sync;
+
+#[doc(hidden)]
+pub mod __private {
+    // For `span_at!` in the crates that use it: their `tracing` may be another version's name.
+    pub use tracing;
+}
 
 pub use body::ResponseBody;
 pub use config::{ConfigError, EnforcementMode, check_name};
+pub use future::{AdmitFuture, Refusal};
 pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
 pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
 pub use peer::{Cidr, PeerTrust, TrustedPeers, peer_ip};
 pub use priority::{ParsePriorityError, Priority};
 pub use rejection::{Rejection, RejectionBuilder, RetryAfter, retry_after_seconds};
+pub use request_id::{InvalidRequestId, MissingRequestId, RequestId, Scoped, with_current};
 pub use route::{RouteLabel, UNMATCHED_ROUTE};
+pub use span::SpanLevel;
+
+#[cfg(all(test, palisade_loom))]
+mod loom_tests;

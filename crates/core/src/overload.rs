@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// How many publishers one state accepts.
-pub const MAX_SOURCES: usize = 16;
+pub(crate) const MAX_SOURCES: usize = 16;
 
 // Slot word layout: bits 0..16 level (fixed point, 0xFFFF = 1.0), bit 16 overloaded, bit 17 claimed.
 const LEVEL_MASK: u32 = 0xFFFF;

@@ -58,6 +58,39 @@ impl RetryAfter {
         self
     }
 
+    /// The longest `Retry-After` a layer may be configured with: a day.
+    pub const MAX: Duration = Duration::from_secs(86_400);
+
+    /// The policy of a layer's `retry_after` and `retry_after_jitter` settings, checked: each at
+    /// most [`RetryAfter::MAX`]. Every refusing layer reads these two keys through this function,
+    /// so they mean and validate the same everywhere.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_core::RetryAfter;
+    ///
+    /// let policy = RetryAfter::checked(Duration::from_secs(5), Duration::from_secs(2)).unwrap();
+    /// assert_eq!(policy.base(), Duration::from_secs(5));
+    /// let err = RetryAfter::checked(Duration::from_secs(100_000), Duration::ZERO).unwrap_err();
+    /// assert_eq!(err.key(), "retry_after");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for the key `retry_after` or `retry_after_jitter` when it exceeds a day.
+    pub fn checked(base: Duration, jitter: Duration) -> Result<Self, ConfigError> {
+        if base > Self::MAX {
+            return Err(ConfigError::new("retry_after", "must be at most one day"));
+        }
+        if jitter > Self::MAX {
+            return Err(ConfigError::new(
+                "retry_after_jitter",
+                "must be at most one day",
+            ));
+        }
+        Ok(Self::new(base).with_jitter(jitter))
+    }
+
     /// The base delay.
     pub const fn base(&self) -> Duration {
         self.base

@@ -36,7 +36,6 @@ pub enum OverloadPolicy {
 /// | `overload` | `fail` | readiness while overloaded: `fail` (503), `warn` (observe-only, 200), `ignore` |
 /// | `close_connections_while_draining` | true | while draining, pass-through responses carry `Connection: close` |
 /// | `service_id`, `version`, `release_id`, `description` | none | the draft's top-level fields, shown with details |
-/// | `overload_state` | [`OverloadState::global`] | the overload signal readiness reads (not in files) |
 #[derive(Debug, Clone)]
 #[cfg_attr(
     feature = "serde",
@@ -69,9 +68,6 @@ pub struct HealthConfig {
     pub release_id: Option<String>,
     /// The draft's `description`.
     pub description: Option<String>,
-    /// The overload signal readiness reads. Default: [`OverloadState::global`].
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub overload_state: Option<OverloadState>,
 }
 
 /// The default liveness path.
@@ -99,7 +95,6 @@ impl Default for HealthConfig {
             version: None,
             release_id: None,
             description: None,
-            overload_state: None,
         }
     }
 }

@@ -54,13 +54,18 @@ impl HealthLayer {
             .expect("the default configuration is valid")
     }
 
+    /// The probes of `config`, with no checks, reading [`OverloadState::global`].
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for an invalid configuration ([`HealthConfig::validate`]).
+    pub fn from_config(config: HealthConfig) -> Result<Self, ConfigError> {
+        HealthBuilder::from(config).build()
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> HealthBuilder {
-        HealthBuilder {
-            config: HealthConfig::default(),
-            liveness: Vec::new(),
-            readiness: Vec::new(),
-        }
+        HealthBuilder::from(HealthConfig::default())
     }
 
     /// The application's controls: [`mark_started`](HealthHandle::mark_started),
@@ -87,16 +92,23 @@ pub struct HealthBuilder {
     config: HealthConfig,
     liveness: Vec<Check>,
     readiness: Vec<Check>,
+    overload: Option<OverloadState>,
+}
+
+/// A builder starting from `config` (for example one read from a file), to add checks and the
+/// overload state to.
+impl From<HealthConfig> for HealthBuilder {
+    fn from(config: HealthConfig) -> Self {
+        Self {
+            config,
+            liveness: Vec::new(),
+            readiness: Vec::new(),
+            overload: None,
+        }
+    }
 }
 
 impl HealthBuilder {
-    /// Replaces the whole configuration (for example one read from a file); checks added so far
-    /// are kept.
-    pub fn config(mut self, config: HealthConfig) -> Self {
-        self.config = config;
-        self
-    }
-
     /// Liveness probe path. Default `/health/live`.
     pub fn live_path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
         self.config.live_path = path.into();
@@ -136,8 +148,14 @@ impl HealthBuilder {
     /// Read overload from `state` instead of [`OverloadState::global`]: pass the state the
     /// limiters publish into.
     pub fn overload_state(mut self, state: OverloadState) -> Self {
-        self.config.overload_state = Some(state);
+        self.overload = Some(state);
         self
+    }
+
+    /// Observe-only: readiness reports overload as `warn` and stays `200`
+    /// (`overload_policy(OverloadPolicy::Warn)`); failing checks still fail it.
+    pub fn observe_only(self) -> Self {
+        self.overload_policy(OverloadPolicy::Warn)
     }
 
     /// `Connection: close` on pass-through responses while draining. Default on.
@@ -188,7 +206,7 @@ impl HealthBuilder {
     }
 
     /// The configuration built so far.
-    pub fn get_config(&self) -> &HealthConfig {
+    pub fn config(&self) -> &HealthConfig {
         &self.config
     }
 
@@ -231,8 +249,8 @@ impl HealthBuilder {
             },
             include_details: config.include_details,
             overload_policy: config.overload,
-            overload: config
-                .overload_state
+            overload: self
+                .overload
                 .unwrap_or_else(|| OverloadState::global().clone()),
             close_while_draining: config.close_connections_while_draining,
             service: ServiceFields {

@@ -47,10 +47,7 @@ impl<S> Health<S> {
         Self { inner, shared }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Health<S>

@@ -139,11 +139,11 @@ pub struct LoadShedConfig {
     /// `Retry-After` of shed requests.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub retry_after: Duration,
+    /// Random extra `Retry-After`, so shed clients do not return in lockstep.
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
+    pub retry_after_jitter: Duration,
     /// Enforce, or only observe.
     pub mode: EnforcementMode,
-    /// Where to read the overload level. Default: [`OverloadState::global`].
-    #[cfg_attr(feature = "serde", serde(skip))]
-    pub overload: Option<OverloadState>,
 }
 
 /// The default `critical_sustain`: `CoDel`'s interval, well above a typical request's duration.
@@ -189,7 +189,7 @@ impl Default for LoadShedConfig {
             max_queue_depth: 100,
             retry_after: Duration::from_secs(5),
             mode: EnforcementMode::Enforce,
-            overload: None,
+            retry_after_jitter: Duration::ZERO,
         }
     }
 }

@@ -1,91 +1,36 @@
 //! [`ResponseFuture`]: the inner future (running with its class as the task's current priority)
-//! with its in-flight guard, or a ready rejection.
+//! with its in-flight guard, or the shedder's 503 naming the class.
 
-use std::{
-    future::Future,
-    marker::PhantomData,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll, ready},
-};
+use std::{fmt, sync::Arc};
 
-use bytes::Bytes;
 use http::Response;
-use http_body::Body;
-use palisade_core::{Priority, ResponseBody};
-use pin_project::pin_project;
+use palisade_core::{AdmitFuture, OnBodyEnd, Priority, Refusal, ResponseBody};
 use tokio::task::futures::TaskLocalFuture;
 
 use crate::{layer::Shared, service::InFlight};
 
-/// The response future of [`LoadShed`](crate::LoadShed).
-#[pin_project]
-pub struct ResponseFuture<F, B> {
-    #[pin]
-    kind: Kind<F, B>,
+/// The response future of [`LoadShed`](crate::LoadShed): the inner future, whose body holds the
+/// [`InFlight`] guard until it ends, or the `503` of a shed request.
+pub type ResponseFuture<F, B> = AdmitFuture<TaskLocalFuture<Priority, F>, InFlight, Shed, B>;
+
+/// A shed request: answered with the prepared `503` of its class (built only when the future is
+/// polled).
+pub struct Shed {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) priority: Priority,
 }
 
-#[pin_project(project = KindProj)]
-enum Kind<F, B> {
-    Admitted {
-        #[pin]
-        future: TaskLocalFuture<Priority, F>,
-        guard: Option<InFlight>,
-    },
-    Shed {
-        shared: Option<Arc<Shared>>,
-        priority: Priority,
-        body: PhantomData<fn() -> B>,
-    },
-}
-
-impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn admitted(future: TaskLocalFuture<Priority, F>, guard: InFlight) -> Self {
-        Self {
-            kind: Kind::Admitted {
-                future,
-                guard: Some(guard),
-            },
-        }
-    }
-
-    pub(crate) fn shed(shared: Arc<Shared>, priority: Priority) -> Self {
-        Self {
-            kind: Kind::Shed {
-                shared: Some(shared),
-                priority,
-                body: PhantomData,
-            },
-        }
+impl Refusal for Shed {
+    fn response<B, G: OnBodyEnd>(self) -> Response<ResponseBody<B, G>> {
+        // Classes below CriticalPlus are the only ones ever shed.
+        self.shared.rejections[(self.priority as usize).min(2)].response()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body<Data = Bytes>,
-{
-    type Output = Result<Response<ResponseBody<B, InFlight>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Admitted { future, guard } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(match guard.take() {
-                    Some(guard) => response.map(|body| ResponseBody::with_guard(body, guard)),
-                    None => response.map(ResponseBody::new),
-                }))
-            }
-            KindProj::Shed {
-                shared, priority, ..
-            } => {
-                let shared = shared
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                // Classes below CriticalPlus are the only ones ever shed.
-                let rejection = &shared.rejections[(*priority as usize).min(2)];
-                Poll::Ready(Ok(rejection.response()))
-            }
-        }
+impl fmt::Debug for Shed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shed")
+            .field("priority", &self.priority)
+            .finish()
     }
 }

@@ -52,27 +52,25 @@ impl std::fmt::Debug for LoadShedLayer {
 }
 
 impl LoadShedLayer {
-    /// A shedder with `config`.
+    /// A shedder with the [defaults](LoadShedConfig), reading [`OverloadState::global`].
+    pub fn new() -> Self {
+        // The defaults are valid (a unit test checks it).
+        Self::from_config(LoadShedConfig::default())
+            .unwrap_or_else(|e| unreachable!("default load shedding configuration: {e}"))
+    }
+
+    /// A shedder with `config`, reading [`OverloadState::global`].
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the invalid field.
-    pub fn new(config: LoadShedConfig) -> Result<Self, ConfigError> {
-        Self::builder_from(config).build()
+    pub fn from_config(config: LoadShedConfig) -> Result<Self, ConfigError> {
+        LoadShedBuilder::from(config).build()
     }
 
     /// A builder starting from the defaults.
     pub fn builder() -> LoadShedBuilder {
-        Self::builder_from(LoadShedConfig::default())
-    }
-
-    /// A builder starting from `config`.
-    pub fn builder_from(config: LoadShedConfig) -> LoadShedBuilder {
-        LoadShedBuilder {
-            config,
-            classifier: None,
-            random: None,
-        }
+        LoadShedBuilder::from(LoadShedConfig::default())
     }
 }
 
@@ -98,6 +96,20 @@ pub struct LoadShedBuilder {
     config: LoadShedConfig,
     classifier: Option<ClassifierFn>,
     random: Option<Box<dyn RandomSource>>,
+    overload: Option<OverloadState>,
+}
+
+/// A builder starting from `config`, for a configuration read from a file that still needs
+/// runtime handles (a classifier, an overload state).
+impl From<LoadShedConfig> for LoadShedBuilder {
+    fn from(config: LoadShedConfig) -> Self {
+        Self {
+            config,
+            classifier: None,
+            random: None,
+            overload: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadShedBuilder {
@@ -210,15 +222,27 @@ impl LoadShedBuilder {
         self
     }
 
+    /// Random extra `Retry-After`. Default 0.
+    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
+        self.config.retry_after_jitter = jitter;
+        self
+    }
+
     /// Enforce or only observe. Default enforce.
     pub fn mode(mut self, mode: EnforcementMode) -> Self {
         self.config.mode = mode;
         self
     }
 
+    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count and log what would be shed,
+    /// serve everything.
+    pub fn observe_only(self) -> Self {
+        self.mode(EnforcementMode::ObserveOnly)
+    }
+
     /// Read the overload level from `state` instead of [`OverloadState::global`].
     pub fn overload_state(mut self, state: OverloadState) -> Self {
-        self.config.overload = Some(state);
+        self.overload = Some(state);
         self
     }
 
@@ -238,7 +262,7 @@ impl LoadShedBuilder {
         let config = self.config;
         config.validate()?;
         let classifier = Classifier::compile(&config, self.classifier)?;
-        let retry = RetryAfter::new(config.retry_after);
+        let retry = RetryAfter::checked(config.retry_after, config.retry_after_jitter)?;
         let rejection = |priority: Priority| {
             Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "load_shed")
                 .detail("The server is overloaded and shed this request by priority. Retry after the delay in Retry-After.")
@@ -254,7 +278,7 @@ impl LoadShedBuilder {
         Ok(LoadShedLayer {
             shared: Arc::new(Shared {
                 classifier,
-                overload: config
+                overload: self
                     .overload
                     .unwrap_or_else(|| OverloadState::global().clone()),
                 in_flight: AtomicU32::new(0),
@@ -268,7 +292,7 @@ impl LoadShedBuilder {
                 enforce: config.mode.enforces(),
                 rejections,
                 random: self.random.unwrap_or_else(|| Box::new(FastRandom)),
-                metrics: Metrics::new(),
+                metrics: Metrics::new(config.mode),
             }),
         })
     }

@@ -62,8 +62,9 @@
 //! # Observe-only, metrics, tracing
 //!
 //! In observe-only mode every request is classified and decided, but none is shed.
-//! Metrics: `palisade_loadshed_requests_total{priority,outcome}` (outcome `admitted`, `shed`,
-//! `shed_observed`) and `palisade_loadshed_level`. The class is recorded as `priority` on the
+//! Metrics: `palisade_loadshed_requests_total{priority,outcome,mode}` (outcome `admitted` or
+//! `shed`; `mode="observe_only"` counts what observe-only mode would have shed) and
+//! `palisade_loadshed_level`. The class is recorded as `priority` on the
 //! current `tracing` span when that span declares the field (for example
 //! `tracing::info_span!("request", priority = tracing::field::Empty)`).
 
@@ -80,7 +81,7 @@ mod sustain;
 pub use classify::{ClassifierFn, RequestInfo};
 pub use config::{HeaderTrust, LoadShedConfig, PathMatch, RouteRule, default_header_values};
 pub use curve::{FastRandom, RandomSource, shed_probability};
-pub use future::ResponseFuture;
+pub use future::{ResponseFuture, Shed};
 pub use layer::{LoadShedBuilder, LoadShedLayer};
 pub use propagate::{PropagatePriority, PropagatePriorityLayer, current_priority, with_priority};
 pub use service::{InFlight, LoadShed};

@@ -1,10 +1,10 @@
 //! Metric names and handles, registered once when the layer is built.
 
 use metrics::{Counter, Gauge, Unit, describe_counter, describe_gauge};
-use palisade_core::Priority;
+use palisade_core::{EnforcementMode, Priority};
 
-/// Requests seen, by `priority` and `outcome` (`admitted`, `shed`, or `shed_observed`: what
-/// observe-only mode would have shed).
+/// Requests seen, by `priority`, `outcome` (`admitted` or `shed`) and `mode` (`enforce`, or
+/// `observe_only`: `shed` then counts what observe-only mode would have shed, and served).
 pub const REQUESTS: &str = "palisade_loadshed_requests_total";
 /// The overload level the last decision used, in `[0, 1]`.
 pub const LEVEL: &str = "palisade_loadshed_level";
@@ -14,28 +14,26 @@ pub const LEVEL: &str = "palisade_loadshed_level";
 pub(crate) enum Outcome {
     Admitted,
     Shed,
-    ShedObserved,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 3] = [Self::Admitted, Self::Shed, Self::ShedObserved];
+    const ALL: [Outcome; 2] = [Self::Admitted, Self::Shed];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::Admitted => "admitted",
             Self::Shed => "shed",
-            Self::ShedObserved => "shed_observed",
         }
     }
 }
 
 pub(crate) struct Metrics {
-    requests: [[Counter; 3]; 4],
+    requests: [[Counter; 2]; 4],
     pub(crate) level: Gauge,
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(mode: EnforcementMode) -> Self {
         describe_counter!(
             REQUESTS,
             Unit::Count,
@@ -45,9 +43,10 @@ impl Metrics {
             LEVEL,
             "Overload level used by the priority load shedder, 0 to 1."
         );
+        let mode = mode.label();
         Self {
             requests: Priority::ALL.map(|p| {
-                Outcome::ALL.map(|o| metrics::counter!(REQUESTS, "priority" => p.as_str(), "outcome" => o.as_str()))
+                Outcome::ALL.map(|o| metrics::counter!(REQUESTS, "priority" => p.as_str(), "outcome" => o.as_str(), "mode" => mode))
             }),
             level: metrics::gauge!(LEVEL),
         }

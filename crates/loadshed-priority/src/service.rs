@@ -12,7 +12,10 @@ use palisade_core::{BodyEnd, OnBodyEnd, Priority, ResponseBody};
 use tower_service::Service;
 
 use crate::{
-    curve::shed_probability, future::ResponseFuture, layer::Shared, metrics::Outcome,
+    curve::shed_probability,
+    future::{ResponseFuture, Shed},
+    layer::Shared,
+    metrics::Outcome,
     propagate::with_priority,
 };
 
@@ -43,6 +46,8 @@ impl<S> LoadShed<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
+
+    palisade_core::inner_service_accessors!();
 }
 
 impl Shared {
@@ -126,12 +131,16 @@ where
         let shed = shared.sheds(priority);
         if shed && shared.enforce {
             shared.metrics.record(priority, Outcome::Shed);
-            return ResponseFuture::shed(Arc::clone(&self.shared), priority);
+            return ResponseFuture::refused(Shed {
+                shared: Arc::clone(&self.shared),
+                priority,
+            });
         }
+        // Observe-only: counted as shed (under `mode="observe_only"`), and served.
         shared.metrics.record(
             priority,
             if shed {
-                Outcome::ShedObserved
+                Outcome::Shed
             } else {
                 Outcome::Admitted
             },

@@ -63,7 +63,7 @@ async fn run(mode: EnforcementMode) -> Vec<(String, String, String, u64)> {
                 Some((
                     key.key().name().to_owned(),
                     label("priority")?,
-                    label("outcome")?,
+                    format!("{}/{}", label("outcome")?, label("mode")?),
                     n,
                 ))
             }
@@ -88,9 +88,9 @@ async fn decisions_are_counted_by_class_and_outcome() {
     assert_eq!(
         run(EnforcementMode::Enforce).await,
         vec![
-            row("critical", "admitted", 1),
-            row("sheddable", "shed", 2),
-            row("sheddable_plus", "shed", 1)
+            row("critical", "admitted/enforce", 1),
+            row("sheddable", "shed/enforce", 2),
+            row("sheddable_plus", "shed/enforce", 1)
         ]
     );
 }
@@ -100,9 +100,9 @@ async fn observe_only_counts_what_it_would_shed() {
     assert_eq!(
         run(EnforcementMode::ObserveOnly).await,
         vec![
-            row("critical", "admitted", 1),
-            row("sheddable", "shed_observed", 2),
-            row("sheddable_plus", "shed_observed", 1)
+            row("critical", "admitted/observe_only", 1),
+            row("sheddable", "shed/observe_only", 2),
+            row("sheddable_plus", "shed/observe_only", 1)
         ]
     );
 }

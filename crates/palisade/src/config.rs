@@ -16,12 +16,12 @@ use figment::{
 use palisade_bulkhead::BulkheadConfig;
 use palisade_circuit_breaker::CircuitBreakerConfig;
 use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitConfig, ConnectionLimitConfig};
-use palisade_core::{ConfigError, OverloadState};
-use palisade_health::{DrainConfig, HealthConfig, HealthHandle};
+use palisade_core::ConfigError;
+use palisade_health::{DrainConfig, HealthConfig};
 use palisade_loadshed_priority::LoadShedConfig;
-use palisade_request_id::Config as RequestIdConfig;
-use palisade_security_headers::Config as SecurityHeadersConfig;
-use palisade_telemetry::Config as TelemetryConfig;
+use palisade_request_id::RequestIdConfig;
+use palisade_security_headers::SecurityHeadersConfig;
+use palisade_telemetry::TelemetryConfig;
 use palisade_ws_backpressure::BackpressureConfig;
 
 /// The environment variable naming the configuration file read by [`PalisadeConfig::load`].
@@ -43,9 +43,9 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// |---|---|---|
 /// | `[server]` | [`ServerConfig`] | address, HTTP/1.1 limits, connection limit, drain |
 /// | `[layers]` | [`LayerToggles`] | which layers of the stack are on |
-/// | `[request_id]` | [`palisade_request_id::Config`] | request ids |
-/// | `[telemetry]` | [`palisade_telemetry::Config`] | request spans and HTTP metrics |
-/// | `[security_headers]` | [`palisade_security_headers::Config`] | response security headers |
+/// | `[request_id]` | [`palisade_request_id::RequestIdConfig`] | request ids |
+/// | `[telemetry]` | [`palisade_telemetry::TelemetryConfig`] | request spans and HTTP metrics |
+/// | `[security_headers]` | [`palisade_security_headers::SecurityHeadersConfig`] | response security headers |
 /// | `[health]` | [`HealthConfig`] | probe paths, details, overload policy |
 /// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
 /// | `[load_shed]` | [`LoadShedConfig`] | priority classes and shedding curve |
@@ -204,16 +204,6 @@ pub struct ServerConfig {
     pub connections: ConnectionLimitConfig,
     /// The shutdown sequence.
     pub drain: DrainConfig,
-    /// Whether the connection limit is applied (set from `layers.connection_limit`).
-    #[serde(skip)]
-    pub limit_connections: bool,
-    /// The health state the drain sequence fails readiness on. Default: a private one (set by
-    /// [`Stack::server_config`](crate::Stack::server_config) to the stack's health layer).
-    #[serde(skip)]
-    pub health: Option<HealthHandle>,
-    /// Where the connection limit publishes. Default: [`OverloadState::global`].
-    #[serde(skip)]
-    pub overload: Option<OverloadState>,
 }
 
 /// The default listening address.
@@ -237,9 +227,6 @@ impl Default for ServerConfig {
             max_headers: 100,
             connections: ConnectionLimitConfig::default(),
             drain: DrainConfig::default(),
-            limit_connections: true,
-            health: None,
-            overload: None,
         }
     }
 }

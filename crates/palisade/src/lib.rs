@@ -1,6 +1,6 @@
 //! Palisade: Tower middleware that makes hyper/axum HTTP/1.1 servers hold up in production.
 //!
-//! One dependency, one call: [`preset::production`] builds every layer in the right order,
+//! One dependency, one call: [`Stack::builder`] builds every layer in the right order,
 //! [`Stack::apply`] puts them on your existing `Router`, and [`serve`] runs it with a connection
 //! limit, client timeouts, header limits and a Kubernetes-grade drain on SIGTERM. The whole
 //! stack reads from one `palisade.toml` with environment overrides ([`PalisadeConfig::load`]).
@@ -16,7 +16,7 @@
 //!     let app = stack.apply(Router::new().route("/", get(|| async { "hello" })));
 //!     let listener = stack.bind().await?;
 //!     stack.health().mark_started();
-//!     let report = palisade::serve(listener, app, stack.server_config()).await?;
+//!     let report = palisade::serve(listener, app, stack.server()).await?;
 //!     println!("{report}");
 //!     Ok(())
 //! }
@@ -47,6 +47,7 @@ pub use config::{
     CONFIG_FILE_ENV, DEFAULT_ADDR, ENV_PREFIX, LayerToggles, LoadError, MIN_HEADER_BYTES,
     PalisadeConfig, RequestLimits, ServerConfig,
 };
+pub use optional::{Optional, OptionalFuture, OptionalService};
 pub use palisade_bulkhead as bulkhead;
 pub use palisade_circuit_breaker as circuit_breaker;
 pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
@@ -57,8 +58,8 @@ pub use palisade_request_id as request_id;
 pub use palisade_security_headers as security_headers;
 pub use palisade_telemetry as telemetry;
 pub use palisade_ws_backpressure as ws;
-pub use serve::{ServeReport, serve, serve_with_shutdown, shutdown_signal};
-pub use stack::{NoDelayListener, Stack, StackBuilder};
+pub use serve::{ServeReport, Server, serve, serve_with_shutdown, shutdown_signal};
+pub use stack::{Layers, NoDelayListener, Stack, StackBuilder};
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

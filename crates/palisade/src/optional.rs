@@ -19,9 +19,10 @@ use http_body_util::Either;
 use pin_project::pin_project;
 use tower::{Layer, Service};
 
-/// `L`, or nothing.
+/// `L`, or nothing: a layer that may be switched off, applied without boxing. Wrap each of
+/// [`Layers`](crate::Layers)' fields in it to build the stack your own way.
 #[derive(Debug, Clone)]
-pub(crate) struct Optional<L>(pub(crate) Option<L>);
+pub struct Optional<L>(pub Option<L>);
 
 impl<L, S> Layer<S> for Optional<L>
 where
@@ -39,8 +40,10 @@ where
 
 /// The layer's service, or the inner service alone.
 #[derive(Debug, Clone)]
-pub(crate) enum OptionalService<A, S> {
+pub enum OptionalService<A, S> {
+    /// The layer is on: its service.
     On(A),
+    /// The layer is off: the inner service alone.
     Off(S),
 }
 
@@ -70,8 +73,12 @@ where
 
 /// The future of whichever service answered.
 #[pin_project(project = OptionalProj)]
-pub(crate) enum OptionalFuture<FA, FS> {
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub enum OptionalFuture<FA, FS> {
+    /// The layer's service's future.
     On(#[pin] FA),
+    /// The inner service's future.
     Off(#[pin] FS),
 }
 

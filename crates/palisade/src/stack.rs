@@ -1,6 +1,6 @@
 //! [`Stack`]: every layer of the preset, built once and applied to a `Router` in the right order.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use axum::{
     Router,
@@ -8,11 +8,13 @@ use axum::{
     serve::{ListenerExt, TapIo},
 };
 use palisade_bulkhead::BulkheadLayer;
-use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
-use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitLayer, LimiterHandle};
+use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer};
+use palisade_concurrency_limit_hysteresis::{
+    ConcurrencyLimitBuilder, ConcurrencyLimitLayer, LimiterHandle,
+};
 use palisade_core::{ConfigError, OverloadState};
-use palisade_health::{Check, HealthHandle, HealthLayer};
-use palisade_loadshed_priority::LoadShedLayer;
+use palisade_health::{Check, HealthBuilder, HealthHandle, HealthLayer};
+use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
 use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
@@ -20,10 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceBuilder;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
-use crate::{PalisadeConfig, ServerConfig, optional::Optional};
+use crate::{PalisadeConfig, Server, optional::Optional};
 
-/// Builds a [`Stack`]: start from [`preset::production`](crate::preset::production) (or
-/// [`Stack::builder`], the same thing), adjust, then [`build`](Self::build).
+/// Builds a [`Stack`]: start from [`Stack::builder`] (the production defaults) or
+/// [`preset::observe_only`](crate::preset::observe_only), adjust, then [`build`](Self::build).
 ///
 /// ```
 /// use std::time::Duration;
@@ -102,88 +104,147 @@ impl StackBuilder {
         let overload = overload.unwrap_or_else(|| OverloadState::global().clone());
         let on = config.layers;
 
-        let request_id = on
-            .request_id
-            .then(|| RequestIdLayer::from_config(&config.request_id))
-            .transpose()
-            .map_err(|e| e.within("request_id"))?;
-        let telemetry = on
-            .telemetry
-            .then(|| config.telemetry.build())
-            .transpose()
-            .map_err(|e| e.within("telemetry"))?;
-        let security_headers = on
-            .security_headers
-            .then(|| SecurityHeadersLayer::from_config(config.security_headers.clone()))
-            .transpose()
-            .map_err(|e| e.within("security_headers"))?;
-        let mut health = HealthLayer::builder()
-            .config(config.health.clone())
-            .overload_state(overload.clone());
-        for check in readiness_checks {
-            health = health.readiness_check(check);
-        }
-        for check in liveness_checks {
-            health = health.liveness_check(check);
-        }
+        // Each layer the same way: from its section, with the runtime handles it needs, its
+        // errors keyed under the section's name.
+        let request_id = layer(on.request_id, "request_id", || {
+            RequestIdLayer::from_config(config.request_id.clone())
+        })?;
+        let telemetry = layer(on.telemetry, "telemetry", || {
+            TelemetryLayer::from_config(config.telemetry.clone())
+        })?;
+        let security_headers = layer(on.security_headers, "security_headers", || {
+            SecurityHeadersLayer::from_config(config.security_headers.clone())
+        })?;
         // Built even when its layer is off: the drain sequence fails readiness through it.
-        let health = health.build().map_err(|e| e.within("health"))?;
-        let load_shed = on
-            .load_shed
-            .then(|| {
-                LoadShedLayer::builder_from(config.load_shed.clone())
-                    .overload_state(overload.clone())
-                    .build()
-            })
-            .transpose()
-            .map_err(|e| e.within("load_shed"))?;
-        let concurrency = on
-            .concurrency
-            .then(|| {
-                let mut limit = config.concurrency.clone();
-                limit.overload = Some(overload.clone());
-                ConcurrencyLimitLayer::new(limit)
-            })
-            .transpose()
-            .map_err(|e| e.within("concurrency"))?;
+        let health = readiness_checks.into_iter().fold(
+            HealthBuilder::from(config.health.clone()),
+            HealthBuilder::readiness_check,
+        );
+        let health = liveness_checks
+            .into_iter()
+            .fold(health, HealthBuilder::liveness_check)
+            .overload_state(overload.clone())
+            .build()
+            .map_err(|e| e.within("health"))?;
+        let load_shed = layer(on.load_shed, "load_shed", || {
+            LoadShedBuilder::from(config.load_shed.clone())
+                .overload_state(overload.clone())
+                .build()
+        })?;
+        let concurrency = layer(on.concurrency, "concurrency", || {
+            ConcurrencyLimitBuilder::from(config.concurrency.clone())
+                .overload_state(overload.clone())
+                .build()
+        })?;
 
         let mut bulkheads = BTreeMap::new();
         for (name, bulkhead) in &config.bulkheads {
             let mut bulkhead = bulkhead.clone();
             bulkhead.name = name.clone().into();
-            let layer =
-                BulkheadLayer::new(bulkhead).map_err(|e| e.within(&format!("bulkheads.{name}")))?;
+            let layer = BulkheadLayer::from_config(bulkhead)
+                .map_err(|e| e.within(&format!("bulkheads.{name}")))?;
             bulkheads.insert(name.clone(), layer);
         }
         let mut circuit_breakers = BTreeMap::new();
         for (name, breaker) in &config.circuit_breakers {
             let mut breaker = breaker.clone();
             breaker.name = name.clone().into();
-            let breaker = CircuitBreaker::new(&breaker)
+            let breaker = Breaker::from_config(breaker)
                 .map_err(|e| e.within(&format!("circuit_breakers.{name}")))?;
             circuit_breakers.insert(name.clone(), breaker);
         }
 
-        let mut server = config.server.clone();
-        server.limit_connections = on.connection_limit;
-        server.health = Some(health.handle());
-        server.overload = Some(overload.clone());
+        let server = Server::new(config.server.clone())
+            .health(health.handle())
+            .overload_state(overload.clone())
+            .connection_limit(on.connection_limit);
         Ok(Stack {
-            request_id,
-            telemetry,
-            security_headers,
-            health_layer: on.health.then(|| health.clone()),
+            layers: Layers {
+                request_id,
+                telemetry,
+                security_headers,
+                health: on.health.then(|| health.clone()),
+                load_shed,
+                concurrency,
+                body_limit: on
+                    .body_limit
+                    .then(|| RequestBodyLimitLayer::new(config.limits.max_body_bytes)),
+                timeout: on.timeout.then(|| {
+                    TimeoutLayer::with_status_code(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        config.limits.timeout,
+                    )
+                }),
+            },
             health: health.handle(),
-            load_shed,
-            concurrency,
-            timeout: on.timeout.then_some(config.limits.timeout),
-            body_limit: on.body_limit.then_some(config.limits.max_body_bytes),
             bulkheads,
             circuit_breakers,
             server,
             overload,
         })
     }
+}
+
+/// The layer when it is `on`, built by `build`, its error keyed under `section`.
+fn layer<T>(
+    on: bool,
+    section: &str,
+    build: impl FnOnce() -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    on.then(build).transpose().map_err(|e| e.within(section))
+}
+
+/// The built layers of a [`Stack`], each `None` when switched off, for applying them another way:
+/// in another order, or with a layer of your own between two of them. [`Stack::apply`] applies
+/// them as listed here, outermost first. Each is a cheap handle on state shared with the stack.
+///
+/// ```
+/// use axum::{Router, extract::Request, middleware::{self, Next}, response::Response, routing::get};
+/// use palisade::{Optional, Stack};
+/// use tower::ServiceBuilder;
+///
+/// // A layer of your own: runs after the probes, before shedding and limits.
+/// async fn audit(request: Request, next: Next) -> Response {
+///     next.run(request).await
+/// }
+///
+/// let stack = Stack::builder()
+///     .overload_state(palisade::core::OverloadState::new())
+///     .build()
+///     .unwrap();
+/// let layers = stack.layers();
+/// let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+///     ServiceBuilder::new()
+///         .layer(Optional(layers.request_id))
+///         .layer(Optional(layers.telemetry))
+///         .layer(Optional(layers.security_headers))
+///         .layer(Optional(layers.health))
+///         .layer(middleware::from_fn(audit))
+///         .layer(Optional(layers.load_shed))
+///         .layer(Optional(layers.concurrency))
+///         .layer(Optional(layers.body_limit))
+///         .layer(Optional(layers.timeout)),
+/// );
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Layers {
+    /// Request ids (`[request_id]`).
+    pub request_id: Option<RequestIdLayer>,
+    /// Spans and HTTP metrics (`[telemetry]`).
+    pub telemetry: Option<TelemetryLayer>,
+    /// Security headers (`[security_headers]`).
+    pub security_headers: Option<SecurityHeadersLayer>,
+    /// Health probes (`[health]`).
+    pub health: Option<HealthLayer>,
+    /// Priority load shedding (`[load_shed]`).
+    pub load_shed: Option<LoadShedLayer>,
+    /// The in-flight limit (`[concurrency]`).
+    pub concurrency: Option<ConcurrencyLimitLayer>,
+    /// tower-http's body limit (`limits.max_body_bytes`).
+    pub body_limit: Option<RequestBodyLimitLayer>,
+    /// tower-http's timeout, answering `503` (`limits.timeout`).
+    pub timeout: Option<TimeoutLayer>,
 }
 
 /// The preset stack, built: the layers of [`PalisadeConfig`] in the order of Palisade's design,
@@ -226,24 +287,17 @@ impl StackBuilder {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Stack {
-    request_id: Option<RequestIdLayer>,
-    telemetry: Option<TelemetryLayer>,
-    security_headers: Option<SecurityHeadersLayer>,
-    health_layer: Option<HealthLayer>,
+    layers: Layers,
     health: HealthHandle,
-    load_shed: Option<LoadShedLayer>,
-    concurrency: Option<ConcurrencyLimitLayer>,
-    timeout: Option<Duration>,
-    body_limit: Option<usize>,
     bulkheads: BTreeMap<String, BulkheadLayer>,
-    circuit_breakers: BTreeMap<String, CircuitBreaker>,
-    server: ServerConfig,
+    circuit_breakers: BTreeMap<String, Breaker>,
+    server: Server,
     overload: OverloadState,
 }
 
 impl Stack {
-    /// A builder starting from the production defaults (the same as
-    /// [`preset::production`](crate::preset::production)).
+    /// A builder starting from the production defaults: every layer on (see
+    /// [`PalisadeConfig`]).
     pub fn builder() -> StackBuilder {
         StackBuilder::default()
     }
@@ -256,20 +310,25 @@ impl Stack {
     {
         // One `Router::layer` call for the whole stack: axum boxes once per call (see
         // `optional.rs`). `ServiceBuilder` lists layers outermost first.
+        let layers = self.layers.clone();
         router.layer(
             ServiceBuilder::new()
-                .layer(Optional(self.request_id.clone()))
-                .layer(Optional(self.telemetry.clone()))
-                .layer(Optional(self.security_headers.clone()))
-                .layer(Optional(self.health_layer.clone()))
-                .layer(Optional(self.load_shed.clone()))
-                .layer(Optional(self.concurrency.clone()))
-                .layer(Optional(self.body_limit.map(RequestBodyLimitLayer::new)))
+                .layer(Optional(layers.request_id))
+                .layer(Optional(layers.telemetry))
+                .layer(Optional(layers.security_headers))
+                .layer(Optional(layers.health))
+                .layer(Optional(layers.load_shed))
+                .layer(Optional(layers.concurrency))
+                .layer(Optional(layers.body_limit))
                 // Innermost: tower-http's timeout needs the router's own (defaultable) body.
-                .layer(Optional(self.timeout.map(|timeout| {
-                    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
-                }))),
+                .layer(Optional(layers.timeout)),
         )
+    }
+
+    /// The built layers, to apply in another order or with layers of your own between them (see
+    /// [`Layers`]). The state is shared with this stack.
+    pub fn layers(&self) -> Layers {
+        self.layers.clone()
     }
 
     /// The bulkhead configured as `[bulkheads.<name>]`, for `Router::route_layer`. Every call
@@ -303,7 +362,7 @@ impl Stack {
     /// # Errors
     ///
     /// A [`ConfigError`] when no breaker of that name is configured.
-    pub fn breaker(&self, name: &str) -> Result<CircuitBreaker, ConfigError> {
+    pub fn breaker(&self, name: &str) -> Result<Breaker, ConfigError> {
         self.circuit_breakers.get(name).cloned().ok_or_else(|| {
             ConfigError::new(
                 format!("circuit_breakers.{name}"),
@@ -318,7 +377,7 @@ impl Stack {
     }
 
     /// Every configured circuit breaker, by name.
-    pub fn breakers(&self) -> impl Iterator<Item = (&str, &CircuitBreaker)> {
+    pub fn breakers(&self) -> impl Iterator<Item = (&str, &Breaker)> {
         self.circuit_breakers.iter().map(|(k, v)| (k.as_str(), v))
     }
 
@@ -329,7 +388,10 @@ impl Stack {
 
     /// The in-flight limiter's state, when that layer is on.
     pub fn request_limit(&self) -> Option<LimiterHandle> {
-        self.concurrency.as_ref().map(ConcurrencyLimitLayer::handle)
+        self.layers
+            .concurrency
+            .as_ref()
+            .map(ConcurrencyLimitLayer::handle)
     }
 
     /// The overload signal the stack's layers share.
@@ -337,9 +399,10 @@ impl Stack {
         &self.overload
     }
 
-    /// The settings for [`serve`](crate::serve), wired to this stack's health (the drain fails
-    /// readiness) and overload signal (the connection limit publishes into it).
-    pub fn server_config(&self) -> ServerConfig {
+    /// What [`serve`](crate::serve) runs with: the `[server]` settings, wired to this stack's
+    /// health (the drain fails readiness) and overload signal (the connection limit publishes
+    /// into it).
+    pub fn server(&self) -> Server {
         self.server.clone()
     }
 
@@ -352,7 +415,7 @@ impl Stack {
     ///
     /// The bind error, with the address in its message.
     pub async fn bind(&self) -> std::io::Result<NoDelayListener> {
-        let addr = self.server.addr;
+        let addr = self.server.config().addr;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::{Router, extract::ConnectInfo, routing::get};
-use palisade::{ServerConfig, core::OverloadState, health::DrainOutcome};
+use palisade::{Server, ServerConfig, core::OverloadState, health::DrainOutcome};
 use palisade_testkit::{Client, raw_exchange};
 use support::{Hold, Running};
 use tokio::{
@@ -19,16 +19,15 @@ use tokio::{
 mod support;
 
 /// Settings small enough for tests: no propagation delay, short client timeouts.
-fn config() -> ServerConfig {
+fn config() -> Server {
     let mut config = ServerConfig {
         header_read_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(1500),
-        overload: Some(OverloadState::new()),
         ..ServerConfig::default()
     };
     config.drain.propagation_delay = Duration::ZERO;
     config.drain.deadline = Duration::from_secs(5);
-    config
+    Server::new(config).overload_state(OverloadState::new())
 }
 
 fn hello() -> Router {
@@ -138,7 +137,7 @@ async fn keep_alive_survives_pauses_longer_than_the_header_timeout_until_the_idl
 #[tokio::test]
 async fn oversized_or_too_many_headers_get_431() {
     let mut config = config();
-    config.max_headers = 20;
+    config.config_mut().max_headers = 20;
     let server = Running::start(hello(), config).await;
     let big = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
@@ -164,7 +163,7 @@ async fn oversized_or_too_many_headers_get_431() {
 #[tokio::test]
 async fn the_last_request_of_a_connection_says_connection_close() {
     let mut config = config();
-    config.max_requests_per_connection = NonZeroU32::new(2);
+    config.config_mut().max_requests_per_connection = NonZeroU32::new(2);
     let server = Running::start(hello(), config).await;
     let two = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = raw_exchange(server.addr, two, Duration::from_secs(5)).await;
@@ -185,7 +184,7 @@ async fn the_last_request_of_a_connection_says_connection_close() {
 #[tokio::test]
 async fn an_invalid_configuration_is_an_error_not_a_panic() {
     let mut config = config();
-    config.max_header_bytes = 100;
+    config.config_mut().max_header_bytes = 100;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = palisade::serve_with_shutdown(listener, hello(), config, async {})
         .await
@@ -229,7 +228,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
 async fn the_deadline_cuts_off_what_is_still_running_and_says_so() {
     let hold = Hold::new();
     let mut config = config();
-    config.drain.deadline = Duration::from_millis(200);
+    config.config_mut().drain.deadline = Duration::from_millis(200);
     let mut server = Running::start(Router::new().route("/hold", hold.route()), config).await;
     let url = server.url("/hold");
     let in_flight = tokio::spawn(async move {

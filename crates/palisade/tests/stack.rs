@@ -80,7 +80,7 @@ async fn a_limiter_rejection_carries_the_request_id_and_security_headers() {
     config.layers.load_shed = false; // only the limiter decides here
     let stack = small(config);
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let in_flight = fill_the_limit(&server, &hold).await;
 
     let client = Client::new();
@@ -108,7 +108,7 @@ async fn a_limiter_rejection_carries_the_request_id_and_security_headers() {
 async fn probes_are_answered_while_the_app_sheds() {
     let stack = small(PalisadeConfig::default());
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let _held = fill_the_limit(&server, &hold).await;
     let client = Client::new();
     assert_eq!(
@@ -137,7 +137,7 @@ async fn probes_are_answered_while_the_app_sheds() {
 async fn the_load_shedder_sits_outside_the_limiter_and_its_rejections_are_marked_too() {
     let stack = small(PalisadeConfig::default());
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let _held = fill_the_limit(&server, &hold).await;
     // The limiter is shedding, which the overload signal reports as level 1: the shedder
     // rejects everything below critical_plus before the limiter sees it.
@@ -157,7 +157,7 @@ async fn timeouts_and_body_limits_come_from_tower_http_inside_the_stack() {
     config.limits.max_body_bytes = 1024;
     let stack = small(config);
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let client = Client::new();
     let timed_out = client.get(&server.url("/slow")).await;
     assert_eq!(timed_out.status, 503);
@@ -190,7 +190,7 @@ async fn named_bulkheads_are_one_pool_however_often_they_are_asked_for() {
                 .route("/b", get(|| async { "b" }))
                 .route_layer(stack.bulkhead("reports").unwrap()),
         );
-    let server = Running::start(stack.apply(routes), stack.server_config()).await;
+    let server = Running::start(stack.apply(routes), stack.server()).await;
     let url = server.url("/a");
     let waiting = tokio::spawn(async move { Client::new().get(&url).await.status });
     hold.entered(1).await;
@@ -214,7 +214,7 @@ async fn named_circuit_breakers_guard_routes_and_expose_their_controls() {
     let routes = Router::new()
         .route("/pay", get(|| async { "paid" }))
         .route_layer(stack.circuit_breaker("payments").unwrap());
-    let server = Running::start(stack.apply(routes), stack.server_config()).await;
+    let server = Running::start(stack.apply(routes), stack.server()).await;
     let client = Client::new();
     assert_eq!(client.get(&server.url("/pay")).await.status, 200);
     stack.breaker("payments").unwrap().force_open();
@@ -237,7 +237,7 @@ async fn the_observe_only_preset_serves_what_it_would_reject() {
         .unwrap();
     stack.health().mark_started();
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let _held = fill_the_limit(&server, &hold).await;
     let client = Client::new();
     assert_eq!(
@@ -258,7 +258,7 @@ async fn layers_switched_off_are_absent() {
     config.layers.health = false;
     let stack = small(config);
     let hold = Hold::new();
-    let server = Running::start(app(&stack, &hold), stack.server_config()).await;
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
     let client = Client::new();
     let response = client.get(&server.url("/")).await;
     assert_eq!(response.status, 200);

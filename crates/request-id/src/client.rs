@@ -5,7 +5,9 @@ use std::task::{Context, Poll};
 use http::{HeaderName, Request};
 use tower::{Layer, Service};
 
-use crate::{config::DEFAULT_HEADER, id::RequestId};
+use palisade_core::RequestId;
+
+use crate::config::DEFAULT_HEADER;
 
 /// Copies the request id onto outgoing requests of an HTTP client built from tower services
 /// (hyper-util's `Client`, a `tower::ServiceBuilder` stack around it, or any
@@ -88,15 +90,7 @@ pub struct ForwardRequestId<S> {
 }
 
 impl<S> ForwardRequestId<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for ForwardRequestId<S>

@@ -1,4 +1,4 @@
-//! Configuration: a plain [`Config`] with documented defaults, a [`Builder`], and validation
+//! Configuration: a plain [`RequestIdConfig`] with documented defaults, a [`RequestIdBuilder`], and validation
 //! that returns a [`ConfigError`] instead of panicking.
 
 use std::{
@@ -7,7 +7,7 @@ use std::{
 };
 
 use http::HeaderName;
-use palisade_core::{ConfigError, EnforcementMode, TrustedPeers};
+use palisade_core::{ConfigError, EnforcementMode, SpanLevel, TrustedPeers};
 
 use crate::{
     generator::{Generator, IdFormat, MakeRequestId},
@@ -23,37 +23,9 @@ pub const DEFAULT_HEADER: &str = "x-request-id";
 /// The configuration section name used in error keys (`request_id.max_length`).
 const SECTION: &str = "request_id";
 
-/// The level of the `request` span the layer opens around each request, or `off` for no span.
-///
-/// The span is enabled only when the subscriber's filter enables its level for target
-/// `palisade_request_id`: at the default `info`, a filter such as `RUST_LOG=info` shows it, and
-/// every event inside the request (at any level the filter lets through) carries `request_id`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-pub enum SpanLevel {
-    /// No span; the id is still recorded on the current span when
-    /// [`Config::record_on_current_span`] is set.
-    Off,
-    /// `ERROR`.
-    Error,
-    /// `WARN`.
-    Warn,
-    /// `INFO`, the default.
-    #[default]
-    Info,
-    /// `DEBUG`.
-    Debug,
-    /// `TRACE`.
-    Trace,
-}
-
 /// The request id layer's configuration, as data.
 ///
-/// Every field has a default (see [`Config::default`]); with the `serde` feature it deserializes
+/// Every field has a default (see [`RequestIdConfig::default`]); with the `serde` feature it deserializes
 /// from a table in which every key is optional and unknown keys are refused:
 ///
 /// ```toml
@@ -75,7 +47,7 @@ pub enum SpanLevel {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-pub struct Config {
+pub struct RequestIdConfig {
     /// The header that carries the id on requests and responses. Default `x-request-id`.
     pub header: String,
     /// Other headers read on input when `header` is absent, in order, such as
@@ -104,7 +76,7 @@ pub struct Config {
     pub record_on_current_span: bool,
 }
 
-impl Default for Config {
+impl Default for RequestIdConfig {
     fn default() -> Self {
         Self {
             header: DEFAULT_HEADER.to_owned(),
@@ -121,26 +93,21 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl RequestIdConfig {
     /// Checks the configuration without building a layer.
     ///
     /// # Errors
     ///
-    /// The first [`ConfigError`] found, as [`Config::build`] reports it.
+    /// The first [`ConfigError`] found, as [`RequestIdLayer::from_config`] reports it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.build().map(drop)
+        compile(self, Generator::Format(self.format))
+            .map(drop)
+            .map_err(|e| e.within(SECTION))
     }
 
-    /// Builds the layer.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] keyed `request_id.<field>` when a header name is invalid or repeated,
-    /// the charset or a trusted peer range does not parse, `max_length` is 0 or above 1024, the
-    /// charset or length would refuse the layer's own generated ids, or `trusted_peers` does not
-    /// agree with `trust`.
-    pub fn build(&self) -> Result<RequestIdLayer, ConfigError> {
-        compile(self, Generator::Format(self.format))
+    pub(crate) fn into_layer(self) -> Result<RequestIdLayer, ConfigError> {
+        let generator = Generator::Format(self.format);
+        compile(&self, generator)
             .map(|settings| RequestIdLayer::from_settings(Arc::new(settings)))
             .map_err(|e| e.within(SECTION))
     }
@@ -165,22 +132,22 @@ impl Config {
 /// ```
 #[derive(Clone, Default)]
 #[must_use]
-pub struct Builder {
-    config: Config,
+pub struct RequestIdBuilder {
+    config: RequestIdConfig,
     custom: Option<Arc<dyn MakeRequestId>>,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for RequestIdBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("RequestIdBuilder")
             .field("config", &self.config)
             .field("custom_generator", &self.custom.is_some())
             .finish()
     }
 }
 
-impl From<Config> for Builder {
-    fn from(config: Config) -> Self {
+impl From<RequestIdConfig> for RequestIdBuilder {
+    fn from(config: RequestIdConfig) -> Self {
         Self {
             config,
             custom: None,
@@ -188,7 +155,7 @@ impl From<Config> for Builder {
     }
 }
 
-impl Builder {
+impl RequestIdBuilder {
     /// The header that carries the id. Default `x-request-id`.
     pub fn header(mut self, name: impl Into<String>) -> Self {
         self.config.header = name.into();
@@ -268,7 +235,7 @@ impl Builder {
     }
 
     /// The configuration so far (a custom generator is not part of it).
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &RequestIdConfig {
         &self.config
     }
 
@@ -276,7 +243,7 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// As [`Config::build`]; a custom generator whose sample id fails the charset or length is a
+    /// As [`RequestIdLayer::from_config`]; a custom generator whose sample id fails the charset or length is a
     /// `request_id.generator` error.
     pub fn build(self) -> Result<RequestIdLayer, ConfigError> {
         let generator = match self.custom {
@@ -312,7 +279,7 @@ pub(crate) fn header_name(key: &str, name: &str) -> Result<HeaderName, ConfigErr
         .map_or(parsed, |s| HeaderName::from_static(s)))
 }
 
-fn compile(config: &Config, generator: Generator) -> Result<Settings, ConfigError> {
+fn compile(config: &RequestIdConfig, generator: Generator) -> Result<Settings, ConfigError> {
     let header = header_name("header", &config.header)?;
     let mut aliases: Vec<HeaderName> = Vec::with_capacity(config.aliases.len());
     for (i, alias) in config.aliases.iter().enumerate() {
@@ -410,100 +377,100 @@ mod tests {
     use super::*;
     use crate::RequestId;
 
-    fn err(config: &Config) -> ConfigError {
+    fn err(config: &RequestIdConfig) -> ConfigError {
         config.build().unwrap_err()
     }
 
     #[test]
     fn defaults_build() {
-        Config::default().validate().unwrap();
-        let layer = Config::default().build().unwrap();
+        RequestIdConfig::default().validate().unwrap();
+        let layer = RequestIdConfig::default().build().unwrap();
         assert_eq!(layer.header_name(), "x-request-id");
     }
 
     #[test]
     fn every_bad_field_is_named() {
-        let base = Config::default;
-        let cases: Vec<(Config, &str)> = vec![
+        let base = RequestIdConfig::default;
+        let cases: Vec<(RequestIdConfig, &str)> = vec![
             (
-                Config {
+                RequestIdConfig {
                     header: "bad header".into(),
                     ..base()
                 },
                 "request_id.header",
             ),
             (
-                Config {
+                RequestIdConfig {
                     header: String::new(),
                     ..base()
                 },
                 "request_id.header",
             ),
             (
-                Config {
+                RequestIdConfig {
                     aliases: vec!["x-request-id".into()],
                     ..base()
                 },
                 "request_id.aliases[0]",
             ),
             (
-                Config {
+                RequestIdConfig {
                     aliases: vec!["a".into(), "A".into()],
                     ..base()
                 },
                 "request_id.aliases[1]",
             ),
             (
-                Config {
+                RequestIdConfig {
                     charset: "a b".into(),
                     ..base()
                 },
                 "request_id.charset",
             ),
             (
-                Config {
+                RequestIdConfig {
                     charset: "A-Z".into(),
                     ..base()
                 },
                 "request_id.charset",
             ),
             (
-                Config {
+                RequestIdConfig {
                     max_length: 0,
                     ..base()
                 },
                 "request_id.max_length",
             ),
             (
-                Config {
+                RequestIdConfig {
                     max_length: 20,
                     ..base()
                 },
                 "request_id.max_length",
             ),
             (
-                Config {
+                RequestIdConfig {
                     max_length: 5000,
                     ..base()
                 },
                 "request_id.max_length",
             ),
             (
-                Config {
+                RequestIdConfig {
                     trust: TrustPolicy::TrustedPeers,
                     ..base()
                 },
                 "request_id.trusted_peers",
             ),
             (
-                Config {
+                RequestIdConfig {
                     trusted_peers: vec!["10.0.0.0/8".into()],
                     ..base()
                 },
                 "request_id.trusted_peers",
             ),
             (
-                Config {
+                RequestIdConfig {
                     trust: TrustPolicy::TrustedPeers,
                     trusted_peers: vec!["10.0.0.0/8".into(), "nope".into()],
                     ..base()
@@ -551,7 +518,7 @@ mod tests {
     #[cfg(feature = "serde")]
     #[test]
     fn deserializes_with_defaults() {
-        let config: Config = serde_json::from_str(
+        let config: RequestIdConfig = serde_json::from_str(
             r#"{"trust":"trusted_peers","trusted_peers":["10.0.0.0/8"],"format":"uuid_v4",
                 "mode":"observe_only","span_level":"debug"}"#,
         )
@@ -561,6 +528,6 @@ mod tests {
         assert_eq!(config.span_level, SpanLevel::Debug);
         assert_eq!(config.max_length, DEFAULT_MAX_LENGTH);
         config.validate().unwrap();
-        assert!(serde_json::from_str::<Config>(r#"{"unknown":1}"#).is_err());
+        assert!(serde_json::from_str::<RequestIdConfig>(r#"{"unknown":1}"#).is_err());
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderName, Response};
 use pin_project::pin_project;
 use tracing::Span;
 
-use crate::id::{RequestId, with_current};
+use palisade_core::{RequestId, with_current};
 
 /// Polls the inner service inside the request's span and with its
 /// [current request id](RequestId::current), then sets the id header on the response: on every

@@ -19,7 +19,7 @@ use std::{
 use rand::{RngCore, SeedableRng, rngs::StdRng};
 use uuid::{Builder, Uuid};
 
-use crate::id::RequestId;
+use palisade_core::RequestId;
 
 /// Makes fresh request ids; implement it for your own id scheme (ULIDs, KSUIDs, a node prefix).
 ///

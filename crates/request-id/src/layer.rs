@@ -7,7 +7,7 @@ use palisade_core::ConfigError;
 use tower::Layer;
 
 use crate::{
-    config::{Builder, Config},
+    config::{RequestIdBuilder, RequestIdConfig},
     service::{RequestIdService, Settings},
 };
 
@@ -39,23 +39,26 @@ pub struct RequestIdLayer {
 }
 
 impl RequestIdLayer {
-    /// The layer with [`Config::default`] settings.
+    /// The layer with [`RequestIdConfig::default`] settings.
     pub fn new() -> Self {
         Self::from_settings(Arc::new(Settings::defaults()))
     }
 
     /// A builder starting from the defaults.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> RequestIdBuilder {
+        RequestIdBuilder::default()
     }
 
     /// The layer for `config`.
     ///
     /// # Errors
     ///
-    /// As [`Config::build`].
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        config.build()
+    /// A [`ConfigError`] keyed `request_id.<field>` when a header name is invalid or repeated,
+    /// the charset or a trusted peer range does not parse, `max_length` is 0 or above 1024, the
+    /// charset or length would refuse the layer's own generated ids, or `trusted_peers` does not
+    /// agree with `trust`.
+    pub fn from_config(config: RequestIdConfig) -> Result<Self, ConfigError> {
+        config.into_layer()
     }
 
     pub(crate) fn from_settings(settings: Arc<Settings>) -> Self {

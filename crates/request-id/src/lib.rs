@@ -51,7 +51,7 @@
 //! # }
 //! ```
 //!
-//! Configured, or from a [`Config`] (which deserializes with the `serde` feature):
+//! Configured, or from a [`RequestIdConfig`] (which deserializes with the `serde` feature):
 //!
 //! ```
 //! use palisade_request_id::{IdFormat, RequestIdLayer};
@@ -134,7 +134,7 @@
 //! - **Trace layer outside**: its span exists before the id does, and its closing events run
 //!   outside `request`. Declare an empty `request_id` field in its span; the layer records the id
 //!   into the span that is current when the request reaches it
-//!   ([`Config::record_on_current_span`], on by default):
+//!   ([`RequestIdConfig::record_on_current_span`], on by default):
 //!
 //!   ```
 //!   # use axum::{Router, routing::get};
@@ -179,7 +179,7 @@ mod client;
 mod config;
 mod future;
 mod generator;
-mod id;
+
 mod layer;
 pub mod metrics;
 mod service;
@@ -187,11 +187,12 @@ mod trust;
 mod validation;
 
 pub use client::{ForwardRequestId, ForwardRequestIdLayer};
-pub use config::{Builder, Config, DEFAULT_HEADER, SpanLevel};
+pub use config::{DEFAULT_HEADER, RequestIdBuilder, RequestIdConfig};
 pub use future::ResponseFuture;
 pub use generator::{IdFormat, MakeRequestId};
-pub use id::{InvalidRequestId, MissingRequestId, RequestId, Scoped};
 pub use layer::RequestIdLayer;
+pub use palisade_core::SpanLevel;
+pub use palisade_core::{InvalidRequestId, MissingRequestId, RequestId, Scoped};
 pub use service::RequestIdService;
 pub use trust::{Cidr, TrustPolicy};
 pub use validation::{Charset, DEFAULT_CHARSET, DEFAULT_MAX_LENGTH, MAX_MAX_LENGTH, Validator};

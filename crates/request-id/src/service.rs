@@ -10,15 +10,13 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use palisade_core::EnforcementMode;
+use palisade_core::{EnforcementMode, RequestId, SpanLevel, with_current};
 use tower::Service;
-use tracing::{Level, Span};
+use tracing::Span;
 
 use crate::{
-    config::SpanLevel,
     future::ResponseFuture,
     generator::{Generator, IdFormat},
-    id::{RequestId, with_current},
     metrics::{Metrics, Reason},
     trust::{Peer, Trust},
     validation::Validator,
@@ -164,10 +162,18 @@ impl Settings {
             }
         };
         match self.trust.allows(request.extensions()) {
-            Peer::Trusted => (
-                RequestId::from_validated(value.clone()),
-                Outcome::Kept { alias },
-            ),
+            Peer::Trusted => match RequestId::from_header_value(value.clone()) {
+                Ok(id) => (id, Outcome::Kept { alias }),
+                // The validator's charset is visible ASCII, so this does not happen; were it to,
+                // the id is replaced like any invalid one.
+                Err(_) => (
+                    self.fresh(),
+                    Outcome::Replaced {
+                        reason: Reason::Invalid,
+                        length: value.len(),
+                    },
+                ),
+            },
             peer => {
                 if peer == Peer::Unknown && !self.warned_no_peer.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -182,11 +188,10 @@ impl Settings {
                     reason: Reason::Untrusted,
                     length,
                 };
-                if self.mode.enforces() {
-                    (self.fresh(), replaced)
-                } else {
+                match RequestId::from_header_value(value.clone()) {
                     // Observe-only: the valid id is kept; the decision is only counted.
-                    (RequestId::from_validated(value.clone()), replaced)
+                    Ok(id) if !self.mode.enforces() => (id, replaced),
+                    _ => (self.fresh(), replaced),
                 }
             }
         }
@@ -217,19 +222,7 @@ impl Settings {
     }
 
     fn span(&self, id: &RequestId) -> Span {
-        macro_rules! request_span {
-            ($level:expr) => {
-                tracing::span!(target: "palisade_request_id", $level, "request", request_id = %id)
-            };
-        }
-        match self.span_level {
-            SpanLevel::Off => Span::none(),
-            SpanLevel::Error => request_span!(Level::ERROR),
-            SpanLevel::Warn => request_span!(Level::WARN),
-            SpanLevel::Info => request_span!(Level::INFO),
-            SpanLevel::Debug => request_span!(Level::DEBUG),
-            SpanLevel::Trace => request_span!(Level::TRACE),
-        }
+        palisade_core::span_at!(self.span_level, target: "palisade_request_id", "request", request_id = %id)
     }
 
     fn report(&self, outcome: Outcome) {
@@ -283,20 +276,7 @@ impl<S> RequestIdService<S> {
         Self { inner, settings }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S>

@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_LENGTH: usize = 128;
 
 /// The largest `max_length` a configuration may set. Ids are copied into every log line: a
 /// kilobyte is already generous.
-pub const MAX_MAX_LENGTH: usize = 1024;
+pub const MAX_MAX_LENGTH: usize = palisade_core::RequestId::MAX_LEN;
 
 /// A set of ASCII characters allowed in request ids, parsed from a regex-like class body such as
 /// `A-Za-z0-9._:-` (ranges `a-z`, single characters, and `-` taken literally when it comes first

@@ -1,4 +1,4 @@
-//! The policy as plain data ([`Config`]), how each header is inserted ([`Insert`]), and the
+//! The policy as plain data ([`SecurityHeadersConfig`]), how each header is inserted ([`Insert`]), and the
 //! builder.
 
 use std::borrow::Cow;
@@ -90,7 +90,7 @@ impl<V> HeaderSetting<V> {
 }
 
 /// Names one of the headers this layer manages, for [`SecurityHeadersBuilder::insert_mode`] and
-/// [`Config::insert_mode`].
+/// [`SecurityHeadersConfig::insert_mode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SecurityHeader {
@@ -159,7 +159,7 @@ impl SecurityHeader {
         }
     }
 
-    /// The configuration key (the [`Config`] field name).
+    /// The configuration key (the [`SecurityHeadersConfig`] field name).
     pub const fn key(self) -> &'static str {
         match self {
             Self::StrictTransportSecurity => "strict_transport_security",
@@ -180,11 +180,11 @@ impl SecurityHeader {
 }
 
 /// The whole security-headers policy as plain data. Every field has a documented default (see
-/// the crate docs' table and each value type); [`Config::api`], [`Config::web_app`] and
-/// [`Config::strict`] are the other presets.
+/// the crate docs' table and each value type); [`SecurityHeadersConfig::api`], [`SecurityHeadersConfig::web_app`] and
+/// [`SecurityHeadersConfig::strict`] are the other presets.
 ///
-/// With the `serde` feature, `Config` deserializes from TOML/JSON; missing fields keep
-/// [`Config::default`]'s values, unknown fields are errors:
+/// With the `serde` feature, `SecurityHeadersConfig` deserializes from TOML/JSON; missing fields keep
+/// [`SecurityHeadersConfig::default`]'s values, unknown fields are errors:
 ///
 /// ```toml
 /// mode = "enforce"                     # or "observe_only"
@@ -202,7 +202,7 @@ impl SecurityHeader {
 /// insert = "if_absent"
 /// ```
 ///
-/// `Config` is validated by [`Config::validate`] and turned into a layer by [`Config::build`];
+/// `SecurityHeadersConfig` is validated by [`SecurityHeadersConfig::validate`] and turned into a layer by [`SecurityHeadersConfig::build`];
 /// both return a [`ConfigError`] naming the bad key instead of panicking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
@@ -210,7 +210,7 @@ impl SecurityHeader {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-pub struct Config {
+pub struct SecurityHeadersConfig {
     /// Enforce the policy, or only observe it. Default: [`EnforcementMode::Enforce`].
     ///
     /// In [`EnforcementMode::ObserveOnly`] the layer changes nothing a browser would enforce:
@@ -258,7 +258,7 @@ pub struct Config {
     pub remove: Vec<Cow<'static, str>>,
 }
 
-impl Config {
+impl SecurityHeadersConfig {
     /// Validates the configuration without building a layer.
     ///
     /// # Errors
@@ -267,16 +267,6 @@ impl Config {
     /// `security_headers.content_security_policy`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Policy::compile(self.clone()).map(drop)
-    }
-
-    /// Validates the configuration and builds the layer. Every header value is validated and
-    /// encoded here, once.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first bad key.
-    pub fn build(self) -> Result<SecurityHeadersLayer, ConfigError> {
-        SecurityHeadersLayer::from_config(self)
     }
 
     /// A builder starting from this configuration.
@@ -336,7 +326,7 @@ impl Config {
 }
 
 /// Builds a [`SecurityHeadersLayer`] from a preset plus changes; start it with
-/// [`SecurityHeadersLayer::builder`] (the default policy) or [`Config::into_builder`] (any
+/// [`SecurityHeadersLayer::builder`] (the default policy) or [`SecurityHeadersConfig::into_builder`] (any
 /// preset or loaded configuration).
 ///
 /// Setting a header's value switches the header on (with [`Insert::IfAbsent`] unless
@@ -346,7 +336,7 @@ impl Config {
 ///
 /// ```
 /// use palisade_security_headers::{
-///     Config, CrossOriginEmbedderPolicy, FrameOptions, Insert, SecurityHeader,
+///     SecurityHeadersConfig, CrossOriginEmbedderPolicy, FrameOptions, Insert, SecurityHeader,
 ///     SecurityHeadersLayer,
 /// };
 ///
@@ -362,28 +352,23 @@ impl Config {
 /// assert!(layer.config().is_on(SecurityHeader::CrossOriginEmbedderPolicy));
 ///
 /// // Invalid values are errors, not panics.
-/// let err = Config::api().into_builder().content_security_policy("default-src self").build().unwrap_err();
+/// let err = SecurityHeadersConfig::api().into_builder().content_security_policy("default-src self").build().unwrap_err();
 /// assert_eq!(err.key(), "security_headers.content_security_policy");
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct SecurityHeadersBuilder {
-    config: Config,
+    config: SecurityHeadersConfig,
 }
 
 impl SecurityHeadersBuilder {
-    /// A builder starting from `config`.
-    pub fn new(config: Config) -> Self {
-        Self { config }
-    }
-
-    /// Enforce or only observe ([`Config::mode`]).
+    /// Enforce or only observe ([`SecurityHeadersConfig::mode`]).
     pub fn mode(mut self, mode: EnforcementMode) -> Self {
         self.config.mode = mode;
         self
     }
 
-    /// Observe-only mode ([`Config::mode`]).
+    /// Observe-only mode ([`SecurityHeadersConfig::mode`]).
     pub fn observe_only(self) -> Self {
         self.mode(EnforcementMode::ObserveOnly)
     }
@@ -495,12 +480,12 @@ impl SecurityHeadersBuilder {
     }
 
     /// The configuration so far.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &SecurityHeadersConfig {
         &self.config
     }
 
     /// The configuration, unvalidated.
-    pub fn into_config(self) -> Config {
+    pub fn into_config(self) -> SecurityHeadersConfig {
         self.config
     }
 
@@ -510,12 +495,12 @@ impl SecurityHeadersBuilder {
     ///
     /// A [`ConfigError`] naming the first bad key.
     pub fn build(self) -> Result<SecurityHeadersLayer, ConfigError> {
-        self.config.build()
+        SecurityHeadersLayer::from_config(self.config)
     }
 }
 
-impl From<Config> for SecurityHeadersBuilder {
-    fn from(config: Config) -> Self {
-        Self::new(config)
+impl From<SecurityHeadersConfig> for SecurityHeadersBuilder {
+    fn from(config: SecurityHeadersConfig) -> Self {
+        Self { config }
     }
 }

@@ -6,7 +6,7 @@ use palisade_core::ConfigError;
 use tower::Layer;
 
 use crate::{
-    config::{Config, SecurityHeadersBuilder},
+    config::{SecurityHeadersBuilder, SecurityHeadersConfig},
     policy::Policy,
     service::SecurityHeaders,
 };
@@ -31,27 +31,27 @@ pub struct SecurityHeadersLayer {
 }
 
 impl SecurityHeadersLayer {
-    /// The documented default policy ([`Config::default`]).
+    /// The documented default policy ([`SecurityHeadersConfig::default`]).
     pub fn new() -> Self {
-        Self::preset(Config::default())
+        Self::preset(SecurityHeadersConfig::default())
     }
 
-    /// The JSON API preset ([`Config::api`]).
+    /// The JSON API preset ([`SecurityHeadersConfig::api`]).
     pub fn api() -> Self {
-        Self::preset(Config::api())
+        Self::preset(SecurityHeadersConfig::api())
     }
 
-    /// The server-rendered pages preset ([`Config::web_app`]).
+    /// The server-rendered pages preset ([`SecurityHeadersConfig::web_app`]).
     pub fn web_app() -> Self {
-        Self::preset(Config::web_app())
+        Self::preset(SecurityHeadersConfig::web_app())
     }
 
-    /// Everything OWASP recommends ([`Config::strict`]).
+    /// Everything OWASP recommends ([`SecurityHeadersConfig::strict`]).
     pub fn strict() -> Self {
-        Self::preset(Config::strict())
+        Self::preset(SecurityHeadersConfig::strict())
     }
 
-    /// A builder starting from the default policy. Use [`Config::into_builder`] to start from
+    /// A builder starting from the default policy. Use [`SecurityHeadersConfig::into_builder`] to start from
     /// another preset.
     pub fn builder() -> SecurityHeadersBuilder {
         SecurityHeadersBuilder::default()
@@ -63,19 +63,19 @@ impl SecurityHeadersLayer {
     ///
     /// A [`ConfigError`] naming the first bad key, such as
     /// `security_headers.permissions_policy`.
-    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+    pub fn from_config(config: SecurityHeadersConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             policy: Arc::new(Policy::compile(config)?),
         })
     }
 
     /// The configuration this layer was built from.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &SecurityHeadersConfig {
         self.policy.config()
     }
 
     /// The presets are constants whose validity the tests check, so this cannot fail.
-    fn preset(config: Config) -> Self {
+    fn preset(config: SecurityHeadersConfig) -> Self {
         match Self::from_config(config) {
             Ok(layer) => layer,
             Err(e) => unreachable!("built-in preset is invalid: {e}"),

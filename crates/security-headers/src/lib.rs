@@ -30,20 +30,20 @@
 //! # }
 //! ```
 //!
-//! Custom policies come from [`SecurityHeadersLayer::builder`], [`Config::into_builder`] (any
-//! preset) or a [`Config`] read from a file (feature `serde`), and are validated by
-//! [`SecurityHeadersBuilder::build`] / [`Config::build`], which return a
+//! Custom policies come from [`SecurityHeadersLayer::builder`], [`SecurityHeadersConfig::into_builder`] (any
+//! preset) or a [`SecurityHeadersConfig`] read from a file (feature `serde`), and are validated by
+//! [`SecurityHeadersBuilder::build`] / [`SecurityHeadersConfig::build`], which return a
 //! [`ConfigError`](palisade_core::ConfigError) naming the bad key.
 //!
 //! # The default policy
 //!
-//! [`SecurityHeadersLayer::new`] ([`Config::default`]) follows the OWASP Secure Headers Project
+//! [`SecurityHeadersLayer::new`] ([`SecurityHeadersConfig::default`]) follows the OWASP Secure Headers Project
 //! where that does not break ordinary apps:
 //!
 //! | header | default | why | OWASP / Helmet 8 |
 //! |---|---|---|---|
 //! | `Strict-Transport-Security` | `max-age=63072000; includeSubDomains`, every response | HTTPS only for two years, subdomains included; browsers ignore it over plain HTTP (RFC 6797 §8.1), so it is safe everywhere; HTTPS-only sending is opt-in | OWASP same; Helmet one year |
-//! | `Content-Security-Policy` | `default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'` | same-origin resources only, no plugins, no `<base>`/form hijacking, no framing | OWASP's without `upgrade-insecure-requests` (breaks plain-HTTP dev and intranet hosts; Safari upgrades `http://localhost`) and the deprecated `block-all-mixed-content`; Helmet allows inline styles, `data:` images and framing by `'self'` (our [`web_app`](Config::web_app)) |
+//! | `Content-Security-Policy` | `default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'` | same-origin resources only, no plugins, no `<base>`/form hijacking, no framing | OWASP's without `upgrade-insecure-requests` (breaks plain-HTTP dev and intranet hosts; Safari upgrades `http://localhost`) and the deprecated `block-all-mixed-content`; Helmet allows inline styles, `data:` images and framing by `'self'` (our [`web_app`](SecurityHeadersConfig::web_app)) |
 //! | `X-Content-Type-Options` | `nosniff` | no MIME sniffing: an upload is never run as a script | same |
 //! | `X-Frame-Options` | `DENY` | clickjacking, for browsers older than `frame-ancestors` | OWASP same; Helmet `SAMEORIGIN` |
 //! | `Referrer-Policy` | `same-origin` | no URL leaves the origin; same-origin requests keep `Referer` and a real `Origin` | both `no-referrer`, which makes same-origin form POSTs send `Origin: null` and breaks Origin-checking CSRF defences |
@@ -54,8 +54,8 @@
 //! | `X-DNS-Prefetch-Control` | `off` | link targets are not leaked to DNS ahead of clicks | same |
 //! | `X-Permitted-Cross-Domain-Policies` | `none` | Adobe clients may not load cross-domain policy files | same |
 //! | `Origin-Agent-Cluster` | `?1` | origin-keyed process isolation; disables `document.domain` | Helmet same; OWASP silent |
-//! | `Cache-Control` | off (`no-store, max-age=0` when on) | pages and assets should stay cacheable; APIs use [`api`](Config::api) | OWASP `no-store, max-age=0` |
-//! | removed | `Server`, `X-Powered-By` | they name the software stack | OWASP removes a longer list ([`strict`](Config::strict)); Helmet removes `X-Powered-By` |
+//! | `Cache-Control` | off (`no-store, max-age=0` when on) | pages and assets should stay cacheable; APIs use [`api`](SecurityHeadersConfig::api) | OWASP `no-store, max-age=0` |
+//! | removed | `Server`, `X-Powered-By` | they name the software stack | OWASP removes a longer list ([`strict`](SecurityHeadersConfig::strict)); Helmet removes `X-Powered-By` |
 //!
 //! Not sent, on purpose: `X-XSS-Protection` (its filter is gone from browsers and was itself an
 //! attack surface), `Expect-CT` (retired), `X-Download-Options` (Internet Explorer 8),
@@ -63,7 +63,7 @@
 //!
 //! # Presets
 //!
-//! | | [`default`](Config::default) | [`api`](Config::api) | [`web_app`](Config::web_app) | [`strict`](Config::strict) |
+//! | | [`default`](SecurityHeadersConfig::default) | [`api`](SecurityHeadersConfig::api) | [`web_app`](SecurityHeadersConfig::web_app) | [`strict`](SecurityHeadersConfig::strict) |
 //! |---|---|---|---|---|
 //! | CSP | see above | `default-src 'none'; frame-ancestors 'none'` | Helmet 8's without `upgrade-insecure-requests` ([`presets::CSP_WEB_APP`]) | OWASP's ([`presets::CSP_STRICT`]) |
 //! | `X-Frame-Options` | `DENY` | `DENY` | `SAMEORIGIN` | `DENY` |
@@ -134,7 +134,9 @@ mod service;
 mod tests;
 mod values;
 
-pub use config::{Config, HeaderSetting, Insert, SecurityHeader, SecurityHeadersBuilder};
+pub use config::{
+    HeaderSetting, Insert, SecurityHeader, SecurityHeadersBuilder, SecurityHeadersConfig,
+};
 pub use future::ResponseFuture;
 pub use layer::SecurityHeadersLayer;
 pub use service::SecurityHeaders;

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, header, uri::Scheme};
 use palisade_core::ConfigError;
 
 use crate::{
-    config::{Config, Insert, SecurityHeader},
+    config::{Insert, SecurityHeader, SecurityHeadersConfig},
     presets::HSTS_DEFAULT,
     values::{check_cache_control, check_csp, check_hsts, check_permissions_policy},
 };
@@ -39,7 +39,7 @@ struct Entry {
 /// A validated policy, shared by every clone of the layer and service.
 #[derive(Debug)]
 pub(crate) struct Policy {
-    config: Config,
+    config: SecurityHeadersConfig,
     /// Removed before anything is set (enforce mode only).
     remove: Box<[HeaderName]>,
     /// Set on every response.
@@ -93,7 +93,7 @@ enum Own {
 
 impl Policy {
     /// Validates `config` and encodes every header.
-    pub(crate) fn compile(config: Config) -> Result<Self, ConfigError> {
+    pub(crate) fn compile(config: SecurityHeadersConfig) -> Result<Self, ConfigError> {
         let mut out = Compiler {
             enforce: config.mode.enforces(),
             always: Vec::with_capacity(SecurityHeader::ALL.len()),
@@ -179,7 +179,7 @@ impl Policy {
     }
 
     /// The configuration this policy was compiled from.
-    pub(crate) fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &SecurityHeadersConfig {
         &self.config
     }
 
@@ -276,7 +276,10 @@ struct Compiler {
 impl Compiler {
     /// HSTS: always sent, or kept apart (with whether to trust `X-Forwarded-Proto`) when it goes
     /// out over HTTPS only.
-    fn hsts(&mut self, config: &Config) -> Result<(Option<Entry>, bool), ConfigError> {
+    fn hsts(
+        &mut self,
+        config: &SecurityHeadersConfig,
+    ) -> Result<(Option<Entry>, bool), ConfigError> {
         let hsts = &config.strict_transport_security;
         check_hsts(&hsts.value).map_err(|(field, problem)| {
             ConfigError::new(
@@ -308,7 +311,7 @@ impl Compiler {
     }
 
     /// CSP, as configured in enforce mode and always report-only in observe-only mode.
-    fn csp(&mut self, config: &Config) -> Result<(), ConfigError> {
+    fn csp(&mut self, config: &SecurityHeadersConfig) -> Result<(), ConfigError> {
         let csp = &config.content_security_policy;
         if !csp.is_on() {
             return Ok(());

@@ -1,4 +1,4 @@
-//! The presets: [`Config::default`], [`Config::api`], [`Config::web_app`], [`Config::strict`].
+//! The presets: [`SecurityHeadersConfig::default`], [`SecurityHeadersConfig::api`], [`SecurityHeadersConfig::web_app`], [`SecurityHeadersConfig::strict`].
 //! Their values are `&'static str`, so the default layers insert every header without even a
 //! reference count.
 
@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use palisade_core::EnforcementMode;
 
 use crate::{
-    config::{Config, HeaderSetting, Insert},
+    config::{HeaderSetting, Insert, SecurityHeadersConfig},
     values::{
         CacheControl, ContentSecurityPolicy, CrossOriginEmbedderPolicy, CrossOriginOpenerPolicy,
         CrossOriginResourcePolicy, DnsPrefetchControl, FrameOptions, Hsts, PermissionsPolicy,
@@ -18,21 +18,21 @@ use crate::{
 /// The default CSP: OWASP's without `upgrade-insecure-requests` and `block-all-mixed-content`.
 pub const CSP_DEFAULT: &str = "default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 
-/// The CSP of [`Config::api`]: a JSON answer loads nothing and is framed by no one.
+/// The CSP of [`SecurityHeadersConfig::api`]: a JSON answer loads nothing and is framed by no one.
 pub const CSP_API: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// The CSP of [`Config::web_app`]: Helmet 8's default without `upgrade-insecure-requests`:
+/// The CSP of [`SecurityHeadersConfig::web_app`]: Helmet 8's default without `upgrade-insecure-requests`:
 /// same-origin scripts only (no inline scripts, no inline event handlers), inline styles and
 /// `https:` stylesheets and fonts allowed, `data:` images, framed by the same origin only.
 pub const CSP_WEB_APP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; form-action 'self'; frame-ancestors 'self'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' https: 'unsafe-inline'";
 
-/// The CSP of [`Config::strict`]: OWASP Secure Headers Project's, verbatim.
+/// The CSP of [`SecurityHeadersConfig::strict`]: OWASP Secure Headers Project's, verbatim.
 pub const CSP_STRICT: &str = "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; frame-ancestors 'none'; upgrade-insecure-requests";
 
 /// The default Permissions-Policy: device, sensor, payment and ad-topic features off.
 pub const PERMISSIONS_DEFAULT: &str = "accelerometer=(), browsing-topics=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), hid=(), magnetometer=(), microphone=(), midi=(), payment=(), serial=(), usb=(), xr-spatial-tracking=()";
 
-/// The Permissions-Policy of [`Config::strict`]: OWASP's list, with `browsing-topics` in place of
+/// The Permissions-Policy of [`SecurityHeadersConfig::strict`]: OWASP's list, with `browsing-topics` in place of
 /// the retired `interest-cohort`.
 pub const PERMISSIONS_STRICT: &str = "accelerometer=(), autoplay=(), camera=(), cross-origin-isolated=(), display-capture=(), encrypted-media=(), fullscreen=(), geolocation=(), gyroscope=(), keyboard-map=(), magnetometer=(), microphone=(), midi=(), payment=(), picture-in-picture=(), publickey-credentials-get=(), screen-wake-lock=(), sync-xhr=(self), usb=(), web-share=(), xr-spatial-tracking=(), clipboard-read=(), clipboard-write=(), gamepad=(), hid=(), idle-detection=(), browsing-topics=(), serial=(), unload=()";
 
@@ -45,7 +45,7 @@ pub(crate) const HSTS_DEFAULT: &str = "max-age=63072000; includeSubDomains";
 /// Headers removed by default: they name the server software.
 pub const REMOVE_DEFAULT: &[&str] = &["server", "x-powered-by"];
 
-/// Headers removed by [`Config::strict`]: the defaults plus the version and debug headers of
+/// Headers removed by [`SecurityHeadersConfig::strict`]: the defaults plus the version and debug headers of
 /// common frameworks and backends (from the OWASP Secure Headers Project's removal list).
 pub const REMOVE_STRICT: &[&str] = &[
     "server",
@@ -66,7 +66,7 @@ fn names(list: &[&'static str]) -> Vec<Cow<'static, str>> {
 
 /// The documented default: OWASP Secure Headers Project recommendations where they do not break
 /// ordinary apps. See the crate docs for the table of values and reasons.
-impl Default for Config {
+impl Default for SecurityHeadersConfig {
     fn default() -> Self {
         Self {
             mode: EnforcementMode::Enforce,
@@ -96,8 +96,8 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// For JSON APIs: [`Config::default`] plus
+impl SecurityHeadersConfig {
+    /// For JSON APIs: [`SecurityHeadersConfig::default`] plus
     ///
     /// - CSP `default-src 'none'; frame-ancestors 'none'`: a JSON answer opened in a browser
     ///   runs and loads nothing and cannot be framed;
@@ -119,7 +119,7 @@ impl Config {
         }
     }
 
-    /// For server-rendered pages: [`Config::default`] with a CSP that ordinary pages live with
+    /// For server-rendered pages: [`SecurityHeadersConfig::default`] with a CSP that ordinary pages live with
     /// (Helmet 8's default without `upgrade-insecure-requests`: inline styles, `https:`
     /// stylesheets and fonts, `data:` images; scripts only from the same origin), and
     ///

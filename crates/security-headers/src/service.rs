@@ -32,20 +32,7 @@ impl<S> SecurityHeaders<S> {
         Self { inner, policy }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SecurityHeaders<S> {

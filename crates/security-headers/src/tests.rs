@@ -9,9 +9,10 @@ use proptest::prelude::*;
 use tower::{ServiceExt, service_fn};
 
 use crate::{
-    Config, ContentSecurityPolicy, CrossOriginEmbedderPolicy, CrossOriginOpenerPolicy,
+    ContentSecurityPolicy, CrossOriginEmbedderPolicy, CrossOriginOpenerPolicy,
     CrossOriginResourcePolicy, DnsPrefetchControl, FrameOptions, Hsts, Insert,
-    PermittedCrossDomainPolicies, ReferrerPolicy, SecurityHeader, SecurityHeadersLayer,
+    PermittedCrossDomainPolicies, ReferrerPolicy, SecurityHeader, SecurityHeadersConfig,
+    SecurityHeadersLayer,
     policy::{Policy, forwarded_proto_is_https},
     presets,
 };
@@ -86,7 +87,10 @@ async fn default_policy_sets_every_default_header_and_nothing_else() {
     assert!(headers.get("cross-origin-embedder-policy").is_none());
     assert!(headers.get("cache-control").is_none());
     assert!(headers.get("content-security-policy-report-only").is_none());
-    assert_eq!(SecurityHeadersLayer::default().config(), &Config::default());
+    assert_eq!(
+        SecurityHeadersLayer::default().config(),
+        &SecurityHeadersConfig::default()
+    );
 }
 
 #[tokio::test]
@@ -124,7 +128,7 @@ fn strict_value(header: SecurityHeader) -> &'static str {
 #[tokio::test]
 async fn override_mode_replaces_every_handler_value() {
     for header in SecurityHeader::ALL {
-        let layer = Config::strict()
+        let layer = SecurityHeadersConfig::strict()
             .into_builder()
             .insert_mode(header, Insert::Override)
             .build()
@@ -143,7 +147,7 @@ async fn override_mode_replaces_every_handler_value() {
 #[tokio::test]
 async fn leave_alone_neither_sets_nor_touches() {
     for header in SecurityHeader::ALL {
-        let layer = Config::strict()
+        let layer = SecurityHeadersConfig::strict()
             .into_builder()
             .leave_alone(header)
             .build()
@@ -317,14 +321,14 @@ async fn csp_report_only_in_enforce_mode() {
     );
     // Removing the enforced name is then allowed; removing the report-only one is not.
     assert!(
-        Config::default()
+        SecurityHeadersConfig::default()
             .into_builder()
             .csp_report_only(true)
             .remove_header("content-security-policy")
             .build()
             .is_ok()
     );
-    let err = Config::default()
+    let err = SecurityHeadersConfig::default()
         .into_builder()
         .csp_report_only(true)
         .remove_header("content-security-policy-report-only")
@@ -417,10 +421,10 @@ async fn presets_send_what_their_docs_say() {
     assert_eq!(strict.len(), SecurityHeader::ALL.len());
 
     for preset in [
-        Config::default(),
-        Config::api(),
-        Config::web_app(),
-        Config::strict(),
+        SecurityHeadersConfig::default(),
+        SecurityHeadersConfig::api(),
+        SecurityHeadersConfig::web_app(),
+        SecurityHeadersConfig::strict(),
     ] {
         assert_eq!(preset.validate(), Ok(()));
     }
@@ -488,11 +492,11 @@ fn invalid_configuration_is_an_error_naming_the_key() {
     }
     // A bad value in a header that is switched off is not checked, and removing a header the
     // policy leaves alone is fine.
-    let off = Config {
+    let off = SecurityHeadersConfig {
         content_security_policy: crate::HeaderSetting::off(ContentSecurityPolicy::new(
             "nonsense here",
         )),
-        ..Config::default()
+        ..SecurityHeadersConfig::default()
     };
     assert_eq!(off.validate(), Ok(()));
     assert!(
@@ -610,11 +614,10 @@ async fn observe_only_sends_report_only_headers_and_removes_nothing() {
     assert_eq!(headers.len(), 5, "nothing enforcing is sent: {headers:?}");
 
     // Even HTTPS-only HSTS stays off, and the handler's own report-only policy wins.
-    let layer = Config {
+    let layer = SecurityHeadersLayer::from_config(SecurityHeadersConfig {
         mode: EnforcementMode::ObserveOnly,
         ..https_only(true).config().clone()
-    }
-    .build()
+    })
     .unwrap();
     let request = Request::builder()
         .uri("https://example.com/")
@@ -727,7 +730,7 @@ mod serde_config {
 
     #[test]
     fn config_reads_from_data_with_documented_defaults() {
-        let config: Config = serde_json::from_value(serde_json::json!({
+        let config: SecurityHeadersConfig = serde_json::from_value(serde_json::json!({
             "mode": "observe_only",
             "remove": ["server", "x-envoy-upstream-service-time"],
             "strict_transport_security": {
@@ -760,29 +763,35 @@ mod serde_config {
         // Untouched headers keep their defaults.
         assert_eq!(
             config.permissions_policy,
-            Config::default().permissions_policy
+            SecurityHeadersConfig::default().permissions_policy
         );
         assert_eq!(config.validate(), Ok(()));
 
-        let empty: Config = serde_json::from_str("{}").unwrap();
-        assert_eq!(empty, Config::default());
-        let alias: Config =
+        let empty: SecurityHeadersConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, SecurityHeadersConfig::default());
+        let alias: SecurityHeadersConfig =
             serde_json::from_str(r#"{"x_frame_options": {"value": "sameorigin"}}"#).unwrap();
         assert_eq!(alias.x_frame_options.value, FrameOptions::SameOrigin);
     }
 
     #[test]
     fn unknown_or_bad_fields_are_errors() {
-        assert!(serde_json::from_str::<Config>(r#"{"x_xss_protection": "0"}"#).is_err());
         assert!(
-            serde_json::from_str::<Config>(r#"{"x_frame_options": {"value": "allow-from"}}"#)
-                .is_err()
+            serde_json::from_str::<SecurityHeadersConfig>(r#"{"x_xss_protection": "0"}"#).is_err()
         );
         assert!(
-            serde_json::from_str::<Config>(r#"{"x_frame_options": {"insert": "sometimes"}}"#)
-                .is_err()
+            serde_json::from_str::<SecurityHeadersConfig>(
+                r#"{"x_frame_options": {"value": "allow-from"}}"#
+            )
+            .is_err()
         );
-        let bad: Config = serde_json::from_str(
+        assert!(
+            serde_json::from_str::<SecurityHeadersConfig>(
+                r#"{"x_frame_options": {"insert": "sometimes"}}"#
+            )
+            .is_err()
+        );
+        let bad: SecurityHeadersConfig = serde_json::from_str(
             r#"{"content_security_policy": {"value": {"policy": "script-src self"}}}"#,
         )
         .unwrap();
@@ -817,21 +826,21 @@ fn handler_headers() -> impl Strategy<Value = Vec<(usize, String)>> {
 }
 
 fn policies() -> Vec<Policy> {
-    let mut override_some = Config::strict();
+    let mut override_some = SecurityHeadersConfig::strict();
     override_some.x_frame_options.insert = Insert::Override;
     override_some.cache_control.insert = Insert::Override;
-    let mut https_only = Config::default();
+    let mut https_only = SecurityHeadersConfig::default();
     https_only.strict_transport_security.value = Hsts {
         only_over_https: true,
         ..Hsts::default()
     };
-    let mut observe = Config::api();
+    let mut observe = SecurityHeadersConfig::api();
     observe.mode = EnforcementMode::ObserveOnly;
     [
-        Config::default(),
-        Config::api(),
-        Config::web_app(),
-        Config::strict(),
+        SecurityHeadersConfig::default(),
+        SecurityHeadersConfig::api(),
+        SecurityHeadersConfig::web_app(),
+        SecurityHeadersConfig::strict(),
         override_some,
         https_only,
         observe,

@@ -1,7 +1,7 @@
 //! The value of each header: small enums for the headers with a fixed vocabulary, validated
 //! strings for the policy headers (CSP, Permissions-Policy, Cache-Control).
 //!
-//! Every type's [`Default`] is the value [`Config::default`](crate::Config::default) uses, so a
+//! Every type's [`Default`] is the value [`SecurityHeadersConfig::default`](crate::Config::default) uses, so a
 //! partially written serde configuration falls back to the documented default.
 
 use std::{borrow::Cow, time::Duration};
@@ -358,7 +358,7 @@ impl PermittedCrossDomainPolicies {
 /// object-src 'none'`: OWASP's policy without `upgrade-insecure-requests` (it breaks plain-HTTP
 /// development and intranet hosts, and Safari upgrades even `http://localhost`) and without the
 /// deprecated `block-all-mixed-content`. It blocks inline scripts and styles; server-rendered
-/// pages that need them start from [`Config::web_app`](crate::Config::web_app).
+/// pages that need them start from [`SecurityHeadersConfig::web_app`](crate::Config::web_app).
 ///
 /// Policies given as `&'static str` are inserted without even a reference count per response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -483,13 +483,13 @@ impl PermissionsPolicy {
 /// `Cache-Control` for responses whose handler set none: `no-store` keeps API answers (tokens,
 /// personal data) out of browser and proxy caches.
 ///
-/// Off ([`Insert::LeaveAlone`](crate::Insert::LeaveAlone)) in [`Config::default`] and
+/// Off ([`Insert::LeaveAlone`](crate::Insert::LeaveAlone)) in [`SecurityHeadersConfig::default`] and
 /// [`web_app`](crate::Config::web_app), whose pages and assets should stay cacheable; on in
 /// [`api`](crate::Config::api) and [`strict`](crate::Config::strict). The value is OWASP's
 /// `no-store, max-age=0`. Because the default insert mode is set-if-absent, a handler that sets
 /// its own `Cache-Control` keeps it.
 ///
-/// [`Config::default`]: crate::Config::default
+/// [`SecurityHeadersConfig::default`]: crate::Config::default
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(transparent))]
 pub struct CacheControl(pub Cow<'static, str>);

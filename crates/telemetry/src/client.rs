@@ -8,14 +8,14 @@ use std::{
 
 use http::{Request, Response};
 use opentelemetry::trace::TraceContextExt;
+use palisade_core::SpanLevel;
 use pin_project::pin_project;
 use tower::{Layer, Service};
-use tracing::{Level, Span, field::Empty};
+use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     attributes::{METHODS, OTHER_METHOD, method_index},
-    config::SpanLevel,
     propagation::{self, TRACEPARENT},
     service::TARGET,
 };
@@ -107,22 +107,14 @@ pub struct TracePropagation<S> {
 }
 
 impl<S> TracePropagation<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 macro_rules! client_span {
     ($level:expr, $request:ident, $method:ident) => {
-        tracing::span!(
-            target: TARGET,
+        palisade_core::span_at!(
             $level,
+            target: TARGET,
             "HTTP client request",
             otel.name = if $method == OTHER_METHOD { "HTTP" } else { METHODS[usize::from($method)] },
             otel.kind = "client",
@@ -191,13 +183,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let span = if self.layer.client_span {
             let method = method_index(request.method());
-            match self.layer.level {
-                SpanLevel::Error => client_span!(Level::ERROR, request, method),
-                SpanLevel::Warn => client_span!(Level::WARN, request, method),
-                SpanLevel::Info => client_span!(Level::INFO, request, method),
-                SpanLevel::Debug => client_span!(Level::DEBUG, request, method),
-                SpanLevel::Trace => client_span!(Level::TRACE, request, method),
-            }
+            client_span!(self.layer.level, request, method)
         } else {
             Span::none()
         };

@@ -1,11 +1,11 @@
-//! Configuration of [`TelemetryLayer`]: a plain [`Config`] with documented defaults, a
-//! [`Builder`], and validation that returns a [`ConfigError`] instead of panicking.
+//! Configuration of [`TelemetryLayer`]: a plain [`TelemetryConfig`] with documented defaults, a
+//! [`TelemetryBuilder`], and validation that returns a [`ConfigError`] instead of panicking.
 
 use std::sync::Arc;
 
 use http::HeaderName;
 use opentelemetry::Key;
-use palisade_core::ConfigError;
+use palisade_core::{ConfigError, SpanLevel};
 
 use crate::{layer::TelemetryLayer, metrics::HttpMetrics, propagation::DEFAULT_TRACESTATE_LIMIT};
 
@@ -53,32 +53,9 @@ const CREDENTIAL_HEADERS: [&str; 6] = [
 /// The longest `tracestate` this layer can be told to propagate.
 const MAX_TRACESTATE_LIMIT: usize = 8192;
 
-/// The level of the server span. The span exists only when the installed subscriber enables this
-/// level for target `palisade_telemetry` (with [`init`](crate::init): `RUST_LOG`, default
-/// `info`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-pub enum SpanLevel {
-    /// `ERROR`.
-    Error,
-    /// `WARN`.
-    Warn,
-    /// `INFO`, the default.
-    #[default]
-    Info,
-    /// `DEBUG`.
-    Debug,
-    /// `TRACE`.
-    Trace,
-}
-
 /// The telemetry layer's configuration, as data.
 ///
-/// Every field has a default (see [`Config::default`]); with the `serde` feature it deserializes
+/// Every field has a default (see [`TelemetryConfig::default`]); with the `serde` feature it deserializes
 /// from a table in which every key is optional and unknown keys are refused:
 ///
 /// ```toml
@@ -102,7 +79,7 @@ pub enum SpanLevel {
 )]
 // Independent switches, each documented; an enum per switch would only rename `true`.
 #[allow(clippy::struct_excessive_bools)]
-pub struct Config {
+pub struct TelemetryConfig {
     /// Create a server span per request. Default `true`. Off, the layer does no tracing work at
     /// all: no span, no `traceparent` parsing, no [`TraceId`](crate::TraceId) extension.
     pub tracing: bool,
@@ -134,7 +111,7 @@ pub struct Config {
     pub default_scheme: String,
 }
 
-impl Default for Config {
+impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             tracing: true,
@@ -154,25 +131,18 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl TelemetryConfig {
     /// Checks the configuration without building a layer.
     ///
     /// # Errors
     ///
-    /// The first [`ConfigError`] found, as [`Config::build`] reports it.
+    /// The first [`ConfigError`] found, as [`TelemetryLayer::from_config`] reports it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.build().map(drop)
+        compile(self).map(drop).map_err(|e| e.within(SECTION))
     }
 
-    /// Builds the layer.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] keyed `telemetry.<field>` when a header name is invalid, repeated or a
-    /// credential header, `max_tracestate_len` is outside 512..=8192, a redacted query key is
-    /// empty, or `default_scheme` is not `http` or `https`.
-    pub fn build(&self) -> Result<TelemetryLayer, ConfigError> {
-        compile(self)
+    pub(crate) fn into_layer(self) -> Result<TelemetryLayer, ConfigError> {
+        compile(&self)
             .map(|settings| TelemetryLayer::from_settings(Arc::new(settings)))
             .map_err(|e| e.within(SECTION))
     }
@@ -196,17 +166,17 @@ impl Config {
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
-pub struct Builder {
-    config: Config,
+pub struct TelemetryBuilder {
+    config: TelemetryConfig,
 }
 
-impl From<Config> for Builder {
-    fn from(config: Config) -> Self {
+impl From<TelemetryConfig> for TelemetryBuilder {
+    fn from(config: TelemetryConfig) -> Self {
         Self { config }
     }
 }
 
-impl Builder {
+impl TelemetryBuilder {
     /// Server spans on or off. Default on.
     pub fn tracing(mut self, on: bool) -> Self {
         self.config.tracing = on;
@@ -272,7 +242,7 @@ impl Builder {
     }
 
     /// The configuration built so far.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &TelemetryConfig {
         &self.config
     }
 
@@ -280,9 +250,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`], as [`Config::build`] reports it.
+    /// A [`ConfigError`], as [`TelemetryLayer::from_config`] reports it.
     pub fn build(self) -> Result<TelemetryLayer, ConfigError> {
-        self.config.build()
+        self.config.into_layer()
     }
 }
 
@@ -328,7 +298,7 @@ fn headers(
     Ok(out.into_boxed_slice())
 }
 
-fn compile(config: &Config) -> Result<Settings, ConfigError> {
+fn compile(config: &TelemetryConfig) -> Result<Settings, ConfigError> {
     if !(DEFAULT_TRACESTATE_LIMIT..=MAX_TRACESTATE_LIMIT).contains(&config.max_tracestate_len) {
         return Err(ConfigError::new(
             "max_tracestate_len",
@@ -390,51 +360,51 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+        TelemetryConfig::default().validate().unwrap();
     }
 
     #[test]
     fn nonsense_is_refused_with_its_key() {
-        let err = |config: Config| config.validate().unwrap_err().key().to_owned();
+        let err = |config: TelemetryConfig| config.validate().unwrap_err().key().to_owned();
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 max_tracestate_len: 100,
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.max_tracestate_len"
         );
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 default_scheme: "ftp".into(),
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.default_scheme"
         );
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 request_headers: vec!["x-ok".into(), "bad header".into()],
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.request_headers[1]"
         );
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 response_headers: vec!["Set-Cookie".into()],
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.response_headers[0]"
         );
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 request_headers: vec!["x-a".into(), "X-A".into()],
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.request_headers[1]"
         );
         assert_eq!(
-            err(Config {
+            err(TelemetryConfig {
                 redacted_query_keys: vec![String::new()],
-                ..Config::default()
+                ..TelemetryConfig::default()
             }),
             "telemetry.redacted_query_keys[0]"
         );
@@ -443,7 +413,7 @@ mod tests {
     #[cfg(feature = "serde")]
     #[test]
     fn deserializes_with_defaults_and_refuses_unknown_keys() {
-        let config: Config = serde_json::from_str(
+        let config: TelemetryConfig = serde_json::from_str(
             r#"{"record_query": true, "span_level": "debug", "request_headers": ["x-tenant"]}"#,
         )
         .unwrap();
@@ -451,15 +421,15 @@ mod tests {
         assert_eq!(config.span_level, SpanLevel::Debug);
         assert_eq!(config.max_tracestate_len, 512);
         config.validate().unwrap();
-        assert!(serde_json::from_str::<Config>(r#"{"unknown": 1}"#).is_err());
+        assert!(serde_json::from_str::<TelemetryConfig>(r#"{"unknown": 1}"#).is_err());
     }
 
     #[test]
     fn header_attributes_are_named_by_the_conventions() {
-        let settings = compile(&Config {
+        let settings = compile(&TelemetryConfig {
             request_headers: vec!["X-Forwarded-For".into()],
             response_headers: vec!["content-type".into()],
-            ..Config::default()
+            ..TelemetryConfig::default()
         })
         .unwrap();
         assert_eq!(

@@ -155,11 +155,12 @@ pub mod propagation;
 mod service;
 
 pub use client::{ClientFuture, TracePropagation, TracePropagationLayer};
-pub use config::{Builder, Config, DEFAULT_REDACTED_QUERY_KEYS, SpanLevel};
+pub use config::{DEFAULT_REDACTED_QUERY_KEYS, TelemetryBuilder, TelemetryConfig};
 pub use error::TelemetryError;
 pub use export::{ExportStats, OtlpProtocol, TraceSampler, TracingConfig, TracingGuard, init};
 pub use extract::{MissingTraceId, TraceId};
 pub use future::ResponseFuture;
 pub use layer::TelemetryLayer;
+pub use palisade_core::SpanLevel;
 pub use prometheus::{CONTENT_TYPE, MetricsServer, PrometheusConfig, PrometheusMetrics};
 pub use service::{RequestTelemetry, TARGET, Telemetry};

@@ -164,7 +164,6 @@ impl PrometheusConfig {
         metrics::set_global_recorder(recorder)
             .map_err(|_| TelemetryError::AlreadyInstalled("metrics recorder"))?;
         describe();
-        palisade_request_id::metrics::describe();
         let handle = metrics.handle.clone();
         let interval = self.upkeep_interval;
         // Histogram samples wait in lock-free buffers until a render or an upkeep folds them

@@ -10,10 +10,9 @@ use std::{
 
 use http::{Request, Response, header, uri::Scheme};
 use opentelemetry::{Array, StringValue, Value, trace::TraceContextExt};
-use palisade_core::{BodyEnd, OnBodyEnd, ResponseBody, RouteLabel, peer_ip};
-use palisade_request_id::RequestId;
+use palisade_core::{BodyEnd, OnBodyEnd, RequestId, ResponseBody, RouteLabel, peer_ip};
 use tower::Service;
-use tracing::{Level, Span, field::Empty};
+use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
@@ -21,7 +20,7 @@ use crate::{
         MAX_RECORDED_LEN, OTHER_METHOD, SpanName, header_values, method_index, protocol_version,
         redact_query, server_address, truncated,
     },
-    config::{Settings, SpanLevel},
+    config::Settings,
     extract::ServerSpan,
     future::ResponseFuture,
     propagation,
@@ -53,29 +52,16 @@ impl<S> Telemetry<S> {
         Self { inner, settings }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 /// Creates the server span at `$level`. Field values are evaluated only when the subscriber
 /// enables the span, so a disabled span costs one callsite check.
 macro_rules! server_span {
     ($level:expr, $settings:ident, $request:ident, $method:ident, $https:ident, $route:ident) => {
-        tracing::span!(
-            target: TARGET,
+        palisade_core::span_at!(
             $level,
+            target: TARGET,
             "HTTP request",
             otel.name = %SpanName { method: $method, route: $route },
             otel.kind = "server",
@@ -132,13 +118,7 @@ fn server_span<B>(
     route: &RouteLabel,
 ) -> Span {
     let route = route.is_matched().then(|| route.as_str());
-    let span = match settings.span_level {
-        SpanLevel::Error => server_span!(Level::ERROR, settings, request, method, https, route),
-        SpanLevel::Warn => server_span!(Level::WARN, settings, request, method, https, route),
-        SpanLevel::Info => server_span!(Level::INFO, settings, request, method, https, route),
-        SpanLevel::Debug => server_span!(Level::DEBUG, settings, request, method, https, route),
-        SpanLevel::Trace => server_span!(Level::TRACE, settings, request, method, https, route),
-    };
+    let span = server_span!(settings.span_level, settings, request, method, https, route);
     if span.is_disabled() {
         return span;
     }

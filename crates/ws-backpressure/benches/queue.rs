@@ -62,15 +62,12 @@ fn message() -> Message {
 
 /// Limits far above what a batch queues: the bench measures the queue, not its policy.
 fn backpressure() -> Backpressure {
-    Backpressure::new(
-        BackpressureConfig::builder()
-            .send_buffer_high_water(1 << 30)
-            .send_buffer_low_water(1 << 20)
-            .max_queued_messages(1 << 20)
-            .build()
-            .expect("valid config"),
-    )
-    .expect("valid config")
+    Backpressure::builder()
+        .send_buffer_high_water(1 << 30)
+        .send_buffer_low_water(1 << 20)
+        .max_queued_messages(1 << 20)
+        .build()
+        .expect("valid config")
 }
 
 /// Lets the writer tasks run until `counter` reaches `target`.

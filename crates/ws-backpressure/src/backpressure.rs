@@ -31,12 +31,17 @@ pub struct Backpressure {
 }
 
 impl Backpressure {
+    /// A builder starting from the defaults.
+    pub fn builder() -> crate::BackpressureBuilder {
+        crate::BackpressureBuilder::from(BackpressureConfig::default())
+    }
+
     /// Validates `config` and registers the metric handles.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when the configuration is invalid (see [`BackpressureConfig::validate`]).
-    pub fn new(config: BackpressureConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(config: BackpressureConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
             core: Arc::new(Core::new(config)),

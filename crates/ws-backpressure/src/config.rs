@@ -142,13 +142,6 @@ impl Default for BackpressureConfig {
 }
 
 impl BackpressureConfig {
-    /// A builder starting from the defaults.
-    pub fn builder() -> BackpressureConfigBuilder {
-        BackpressureConfigBuilder {
-            config: Self::default(),
-        }
-    }
-
     /// Checks the configuration.
     ///
     /// # Errors
@@ -227,11 +220,17 @@ impl BackpressureConfig {
 /// Builds a [`BackpressureConfig`]; every setter documents its default.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct BackpressureConfigBuilder {
+pub struct BackpressureBuilder {
     config: BackpressureConfig,
 }
 
-impl BackpressureConfigBuilder {
+impl From<BackpressureConfig> for BackpressureBuilder {
+    fn from(config: BackpressureConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl BackpressureBuilder {
     /// The `ws` metric label. Default `default`.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.config.name = name.into();
@@ -305,19 +304,24 @@ impl BackpressureConfigBuilder {
         self
     }
 
+    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count what would be dropped or
+    /// disconnected, queue everything.
+    pub fn observe_only(self) -> Self {
+        self.mode(EnforcementMode::ObserveOnly)
+    }
+
     /// The configuration built so far.
     pub fn config(&self) -> &BackpressureConfig {
         &self.config
     }
 
-    /// Validates and returns the configuration.
+    /// Validates the configuration and registers the metric handles.
     ///
     /// # Errors
     ///
     /// As [`BackpressureConfig::validate`].
-    pub fn build(self) -> Result<BackpressureConfig, ConfigError> {
-        self.config.validate()?;
-        Ok(self.config)
+    pub fn build(self) -> Result<crate::Backpressure, ConfigError> {
+        crate::Backpressure::from_config(self.config)
     }
 }
 
@@ -337,6 +341,7 @@ mod duration_secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Backpressure;
 
     #[test]
     fn defaults_are_the_documented_ones_and_valid() {
@@ -355,7 +360,7 @@ mod tests {
 
     #[test]
     fn the_builder_sets_every_field_and_validates() {
-        let config = BackpressureConfig::builder()
+        let config = Backpressure::builder()
             .name("prices")
             .send_buffer_high_water(1000)
             .send_buffer_low_water(100)
@@ -370,6 +375,7 @@ mod tests {
             .mode(EnforcementMode::ObserveOnly)
             .build()
             .unwrap();
+        let config = config.config();
         assert_eq!(config.name, "prices");
         assert_eq!(config.low_water_messages(), 1);
         assert_eq!(config.slow_client_close_code, 1013);

@@ -39,7 +39,7 @@ use crate::{
 /// use palisade_ws_backpressure::{BackpressureConfig, Hub};
 ///
 /// # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-/// let hub = Hub::new(BackpressureConfig::default())?;
+/// let hub = Hub::from_config(BackpressureConfig::default())?;
 /// let app: Router = Router::new().route("/ws", hub.route());
 ///
 /// let publisher = hub.clone();
@@ -100,8 +100,8 @@ impl Hub {
     /// # Errors
     ///
     /// A [`ConfigError`] when the configuration is invalid (see [`BackpressureConfig::validate`]).
-    pub fn new(config: BackpressureConfig) -> Result<Self, ConfigError> {
-        Ok(Self::with_backpressure(Backpressure::new(config)?))
+    pub fn from_config(config: BackpressureConfig) -> Result<Self, ConfigError> {
+        Ok(Self::with_backpressure(Backpressure::from_config(config)?))
     }
 
     /// A hub using `backpressure`'s configuration and metrics.

@@ -43,17 +43,15 @@
 //! ```
 //! use axum::extract::ws::Message;
 //! use palisade_ws_backpressure::{
-//!     Backpressure, BackpressureConfig, CloseReason, DropReason, SendOutcome,
+//!     Backpressure, CloseReason, DropReason, SendOutcome,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let backpressure = Backpressure::new(
-//!     BackpressureConfig::builder()
-//!         .send_buffer_high_water(8)
-//!         .send_buffer_low_water(4)
-//!         .build()?,
-//! )?;
+//! let backpressure = Backpressure::builder()
+//!     .send_buffer_high_water(8)
+//!     .send_buffer_low_water(4)
+//!     .build()?;
 //! // axum's `WebSocket` (or its split sink half) in production.
 //! let (sender, writer) = backpressure.channel(futures_util::sink::drain::<Message>());
 //!
@@ -83,10 +81,10 @@
 //!
 //! ```no_run
 //! use axum::{Router, extract::ws::Message};
-//! use palisade_ws_backpressure::{BackpressureConfig, Hub};
+//! use palisade_ws_backpressure::{Backpressure, Hub};
 //!
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-//! let hub = Hub::new(BackpressureConfig::builder().name("events").build()?)?;
+//! let hub = Hub::with_backpressure(Backpressure::builder().name("events").build()?);
 //! let app: Router = Router::new().route("/ws", hub.route());
 //!
 //! // Anywhere: a shared payload, never copied per client, never waiting for one.
@@ -152,7 +150,7 @@ mod writer;
 
 pub use backpressure::Backpressure;
 pub use config::{
-    BackpressureConfig, BackpressureConfigBuilder, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER,
+    BackpressureBuilder, BackpressureConfig, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER,
     MAX_CLOSE_REASON_BYTES, MAX_DURATION, OverflowPolicy, SlowClientAction,
 };
 pub use hub::{Hub, Membership, PublishReport};

@@ -50,15 +50,11 @@ impl Metrics {
     pub(crate) fn new(name: &str, mode: EnforcementMode) -> Self {
         describe();
         let name = name.to_owned();
-        let mode_label = if mode.enforces() {
-            "enforce"
-        } else {
-            "observe_only"
-        };
+        let mode_label = mode.label();
         let dropped = DropReason::ALL.map(|reason| {
             // Discarding queued data at close is not a policy decision: always enforced.
             let mode = if reason == DropReason::Disconnected {
-                "enforce"
+                EnforcementMode::Enforce.label()
             } else {
                 mode_label
             };

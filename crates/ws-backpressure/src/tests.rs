@@ -21,8 +21,8 @@ use palisade_core::EnforcementMode;
 use tokio::time::Instant;
 
 use crate::{
-    Backpressure, BackpressureConfig, CloseReason, DropReason, Hub, OverflowPolicy, SendError,
-    SendOutcome, SlowClientAction, metrics as names,
+    Backpressure, CloseReason, DropReason, Hub, OverflowPolicy, SendError, SendOutcome,
+    SlowClientAction, metrics as names,
 };
 
 /// A socket whose write side the test can stall (every operation pending, as when the client
@@ -121,8 +121,8 @@ impl Sink<Message> for MockSink {
 
 const SECOND: Duration = Duration::from_secs(1);
 
-fn config() -> crate::config::BackpressureConfigBuilder {
-    BackpressureConfig::builder()
+fn config() -> crate::config::BackpressureBuilder {
+    Backpressure::builder()
         .name("test")
         .send_buffer_high_water(100)
         .send_buffer_low_water(40)
@@ -132,8 +132,8 @@ fn config() -> crate::config::BackpressureConfigBuilder {
         .close_timeout(Duration::from_millis(100))
 }
 
-fn backpressure(builder: crate::config::BackpressureConfigBuilder) -> Backpressure {
-    Backpressure::new(builder.build().unwrap()).unwrap()
+fn backpressure(builder: crate::config::BackpressureBuilder) -> Backpressure {
+    builder.build().unwrap()
 }
 
 fn data(len: usize, tag: u8) -> Message {

@@ -127,14 +127,14 @@ fn hub_router(hub: &Hub, registry: &Registry) -> Router {
 }
 
 fn config() -> BackpressureConfig {
-    BackpressureConfig::builder()
+    Backpressure::builder()
         .name("it")
         .send_buffer_high_water(HIGH_WATER)
         .send_buffer_low_water(HIGH_WATER / 4)
         .slow_client_threshold(THRESHOLD)
         .close_timeout(CLOSE_TIMEOUT)
-        .build()
-        .unwrap()
+        .config()
+        .clone()
 }
 
 /// Reads until message `last`, checking that sequence numbers have no gap; returns how many.
@@ -197,7 +197,7 @@ async fn check_disconnected_at_threshold(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_is_disconnected_while_fast_clients_get_everything() {
-    let hub = Hub::new(config()).unwrap();
+    let hub = Hub::from_config(config()).unwrap();
     let registry = Registry::default();
     let addr = serve(hub_router(&hub, &registry));
 
@@ -313,7 +313,7 @@ async fn a_stalled_client_is_disconnected_while_fast_clients_get_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_one_line_route_serves_broadcasts_and_members_leave_cleanly() {
-    let hub = Hub::new(BackpressureConfig::default()).unwrap();
+    let hub = Hub::from_config(BackpressureConfig::default()).unwrap();
     let addr = serve(Router::new().route("/ws", hub.route()));
     let mut clients = vec![connect(addr, "/ws").await, connect(addr, "/ws").await];
     timeout(Duration::from_secs(5), async {
@@ -366,7 +366,7 @@ async fn the_one_line_route_serves_broadcasts_and_members_leave_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_gives_a_sender_that_waits_and_a_receiver_for_one_connection() {
-    let backpressure = Backpressure::new(config()).unwrap();
+    let backpressure = Backpressure::from_config(config()).unwrap();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let router = Router::new().route(
         "/echo",

@@ -26,7 +26,7 @@ use axum::Router;
 use palisade::{
     LoadError, PalisadeConfig, Stack,
     bulkhead::BulkheadLayer,
-    circuit_breaker::CircuitBreaker,
+    circuit_breaker::Breaker,
     concurrency_limit::LimiterHandle,
     core::{ConfigError, OverloadState},
     health::Check,
@@ -55,7 +55,7 @@ pub struct AppState {
     /// The overload signal the stack shares (the limiters' utilisation, shedding).
     pub overload: OverloadState,
     /// The circuit breaker guarding the dependency of `/api/flaky`.
-    pub breaker: CircuitBreaker,
+    pub breaker: Breaker,
     /// The bulkhead of the `/api` routes.
     pub api_bulkhead: BulkheadLayer,
     /// The bulkhead of the `/admin` routes.
@@ -97,7 +97,7 @@ pub fn build(
     .timeout(std::time::Duration::from_millis(500))
     .on_demand(std::time::Duration::from_secs(2))
     .non_critical();
-    let hub = Hub::new(config.websocket.clone()).map_err(|e| e.within("websocket"))?;
+    let hub = Hub::from_config(config.websocket.clone()).map_err(|e| e.within("websocket"))?;
     let stack = Stack::builder()
         .config(config)
         .overload_state(overload.clone())

@@ -70,7 +70,7 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().map_or_else(
-        |_| stack.server_config().addr.to_string(),
+        |_| stack.server().config().addr.to_string(),
         |a| a.to_string(),
     );
     println!("listening on http://{local}");
@@ -104,7 +104,7 @@ async fn main() -> ExitCode {
     // On SIGTERM: readiness fails at once, the server keeps serving for the propagation delay
     // (so Kubernetes removes the pod from its endpoints), then stops accepting and lets
     // in-flight requests finish, up to the drain deadline. A second Ctrl-C skips the waits.
-    let served = palisade::serve(listener, app, stack.server_config()).await;
+    let served = palisade::serve(listener, app, stack.server()).await;
     // Flush the spans still queued for the collector.
     if let Err(err) = tracing.shutdown().await {
         eprintln!("tracing shutdown: {err}");

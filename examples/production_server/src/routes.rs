@@ -14,7 +14,7 @@ use serde_json::json;
 
 use palisade::{
     bulkhead::BulkheadLayer,
-    circuit_breaker::{CircuitBreaker, CircuitBreakerLayer},
+    circuit_breaker::{Breaker, CircuitBreakerLayer},
     concurrency_limit::LimiterHandle,
     core::OverloadState,
 };
@@ -186,7 +186,7 @@ fn bulkhead_status(layer: &BulkheadLayer) -> serde_json::Value {
     })
 }
 
-fn breaker_status(breaker: &CircuitBreaker) -> serde_json::Value {
+fn breaker_status(breaker: &Breaker) -> serde_json::Value {
     let snapshot = breaker.snapshot();
     json!({
         "name": breaker.name(),

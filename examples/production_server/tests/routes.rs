@@ -369,6 +369,6 @@ fn the_demo_config_spells_out_the_api_security_preset() {
     let config = PalisadeConfig::from_toml(DEMO_CONFIG).unwrap();
     assert_eq!(
         config.security_headers,
-        palisade::security_headers::Config::api()
+        palisade::security_headers::SecurityHeadersConfig::api()
     );
 }

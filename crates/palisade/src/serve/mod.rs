@@ -24,7 +24,7 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 use axum::{Router, serve::Listener};
 use palisade_concurrency_limit_hysteresis::ConnectionLimitListener;
 use palisade_core::OverloadState;
-use palisade_health::{Drain, HealthLayer};
+use palisade_health::{Drain, HealthHandle, HealthLayer};
 use tokio::{sync::watch, task::JoinSet};
 
 pub(crate) use report::Counters;
@@ -33,6 +33,84 @@ pub use signal::shutdown_signal;
 
 use crate::ServerConfig;
 use connection::{Http1Settings, serve_connection};
+
+/// What [`serve`] runs with: the plain [`ServerConfig`] and the runtime handles it needs.
+///
+/// [`Stack::server`](crate::Stack::server) gives one wired to the stack (the drain fails the
+/// stack's readiness; the connection limit publishes into the stack's overload signal). Without a
+/// stack, a `ServerConfig` converts into one: the connection limit on, a private health state, and
+/// [`OverloadState::global`].
+///
+/// ```
+/// use palisade::{Server, ServerConfig};
+///
+/// let server = Server::new(ServerConfig::default())
+///     .overload_state(palisade::core::OverloadState::new())
+///     .connection_limit(false);
+/// assert!(!server.limits_connections());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: ServerConfig,
+    health: Option<HealthHandle>,
+    overload: Option<OverloadState>,
+    limit_connections: bool,
+}
+
+impl Server {
+    /// `config` with the connection limit on, a private health state and the global overload
+    /// signal.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            config,
+            health: None,
+            overload: None,
+            limit_connections: true,
+        }
+    }
+
+    /// The health state whose readiness the drain fails first.
+    #[must_use]
+    pub fn health(mut self, health: HealthHandle) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Where the connection limit publishes. Default: [`OverloadState::global`].
+    #[must_use]
+    pub fn overload_state(mut self, state: OverloadState) -> Self {
+        self.overload = Some(state);
+        self
+    }
+
+    /// Whether the connection limit is applied. Default on.
+    #[must_use]
+    pub fn connection_limit(mut self, on: bool) -> Self {
+        self.limit_connections = on;
+        self
+    }
+
+    /// Whether the connection limit is applied.
+    pub fn limits_connections(&self) -> bool {
+        self.limit_connections
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The configuration, to adjust in place.
+    pub fn config_mut(&mut self) -> &mut ServerConfig {
+        &mut self.config
+    }
+}
+
+impl From<ServerConfig> for Server {
+    fn from(config: ServerConfig) -> Self {
+        Self::new(config)
+    }
+}
 
 /// Serves `app` on `listener` until SIGTERM or Ctrl-C, then drains (see [`ServerConfig`] and
 /// the health crate's [`Drain`]) and returns the report. A second signal during the drain skips
@@ -47,7 +125,7 @@ use connection::{Http1Settings, serve_connection};
 pub async fn serve<L>(
     listener: L,
     app: Router,
-    config: ServerConfig,
+    server: impl Into<Server>,
 ) -> std::io::Result<ServeReport>
 where
     L: Listener<Addr = SocketAddr>,
@@ -63,7 +141,7 @@ where
             });
         }
     };
-    serve_inner(listener, app, config, trigger, Some(drain_tx)).await
+    serve_inner(listener, app, server.into(), trigger, Some(drain_tx)).await
 }
 
 /// [`serve`], with the shutdown started by `trigger` instead of process signals (tests, or a
@@ -75,20 +153,20 @@ where
 pub async fn serve_with_shutdown<L, F>(
     listener: L,
     app: Router,
-    config: ServerConfig,
+    server: impl Into<Server>,
     trigger: F,
 ) -> std::io::Result<ServeReport>
 where
     L: Listener<Addr = SocketAddr>,
     F: Future<Output = ()> + Send + 'static,
 {
-    serve_inner(listener, app, config, trigger, None).await
+    serve_inner(listener, app, server.into(), trigger, None).await
 }
 
 async fn serve_inner<L, F>(
     listener: L,
     app: Router,
-    config: ServerConfig,
+    server: Server,
     trigger: F,
     drain_for_trigger: Option<tokio::sync::oneshot::Sender<Drain>>,
 ) -> std::io::Result<ServeReport>
@@ -102,13 +180,16 @@ where
             e.within("server").to_string(),
         )
     };
+    let Server {
+        config,
+        health,
+        overload,
+        limit_connections,
+    } = server;
     config.validate().map_err(invalid)?;
     metrics::describe();
     // Without the stack's health layer the drain still runs, on a private health state.
-    let health = config
-        .health
-        .clone()
-        .unwrap_or_else(|| HealthLayer::new().handle());
+    let health = health.unwrap_or_else(|| HealthLayer::new().handle());
     let drain = Drain::new(health, config.drain).map_err(invalid)?;
     if let Some(sender) = drain_for_trigger {
         let _ = sender.send(drain.clone());
@@ -123,16 +204,11 @@ where
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
     });
-    if config.limit_connections {
-        let mut limit = config.connections.clone();
-        limit.overload = Some(
-            config
-                .overload
-                .clone()
-                .unwrap_or_else(|| OverloadState::global().clone()),
-        );
-        let listener = ConnectionLimitListener::new(listener, limit)
-            .map_err(|e| invalid(e.within("connections")))?;
+    if limit_connections {
+        let overload = overload.unwrap_or_else(|| OverloadState::global().clone());
+        let listener =
+            ConnectionLimitListener::with_overload_state(listener, config.connections, overload)
+                .map_err(|e| invalid(e.within("connections")))?;
         run(listener, app, settings, drain, trigger).await
     } else {
         run(listener, app, settings, drain, trigger).await

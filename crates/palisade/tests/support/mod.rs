@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, routing::get};
-use palisade::{ServeReport, ServerConfig};
+use palisade::{ServeReport, Server};
 use tokio::{
     net::TcpListener,
     sync::{Semaphore, oneshot, watch},
@@ -21,14 +21,14 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(app: Router, config: ServerConfig) -> Self {
+    pub async fn start(app: Router, config: impl Into<Server>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(palisade::serve_with_shutdown(
             listener,
             app,
-            config,
+            config.into(),
             async {
                 let _ = signal.await;
             },

@@ -1,10 +1,9 @@
 //! Model checks of the overload state's slots under every interleaving loom explores.
-//! Run with `RUSTFLAGS="--cfg palisade_loom" cargo test -p palisade-core --test loom --release`
+//! Run with `RUSTFLAGS="--cfg palisade_loom" cargo test -p palisade-core --lib loom_tests --release`
 //! (`cargo xtask ci` does).
-#![cfg(palisade_loom)]
 
+use crate::OverloadState;
 use loom::thread;
-use palisade_core::OverloadState;
 
 #[test]
 fn concurrent_registrations_get_distinct_slots() {

@@ -17,22 +17,20 @@ use axum::{
 use http::{HeaderValue, StatusCode, request::Parts};
 use pin_project::pin_project;
 
-use crate::validation::MAX_MAX_LENGTH;
-
 /// The id of one request.
 ///
-/// [`RequestIdLayer`](crate::RequestIdLayer) puts one in the request extensions of every request,
+/// `palisade-request-id`'s `RequestIdLayer` puts one in the request extensions of every request,
 /// so handlers take it as an extractor and other layers read it with
 /// `request.extensions().get::<RequestId>()`. While the layer polls the request, the id is also
 /// the [current request id](RequestId::current), which
-/// [`ForwardRequestIdLayer`](crate::ForwardRequestIdLayer) copies onto outgoing requests.
+/// its `ForwardRequestIdLayer` copies onto outgoing requests.
 ///
 /// Cheap to clone: a reference-counted header value, never a string copy. Always non-empty
 /// visible ASCII (`!` to `~`) of at most 1024 bytes, so it is safe in a header and a log line;
 /// the layer further restricts incoming ids to its configured charset and length.
 ///
 /// ```
-/// use palisade_request_id::RequestId;
+/// use palisade_core::RequestId;
 ///
 /// let id: RequestId = "req-42".parse().unwrap();
 /// assert_eq!(id.as_str(), "req-42");
@@ -63,8 +61,9 @@ impl fmt::Display for InvalidRequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid request id ({} bytes): must be 1 to {MAX_MAX_LENGTH} visible ASCII characters",
-            self.length
+            "invalid request id ({} bytes): must be 1 to {} visible ASCII characters",
+            self.length,
+            RequestId::MAX_LEN
         )
     }
 }
@@ -73,11 +72,14 @@ impl std::error::Error for InvalidRequestId {}
 
 fn is_visible_ascii(bytes: &[u8]) -> bool {
     !bytes.is_empty()
-        && bytes.len() <= MAX_MAX_LENGTH
+        && bytes.len() <= RequestId::MAX_LEN
         && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 impl RequestId {
+    /// The longest id: ids are copied into every log line, and a kilobyte is already generous.
+    pub const MAX_LEN: usize = 1024;
+
     /// An id from `value`.
     ///
     /// # Errors
@@ -121,12 +123,6 @@ impl RequestId {
         }
     }
 
-    /// Wraps a header value the caller has already validated (visible ASCII, bounded length).
-    pub(crate) fn from_validated(value: HeaderValue) -> Self {
-        debug_assert!(is_visible_ascii(value.as_bytes()));
-        Self(value)
-    }
-
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Always visible ASCII (checked on construction), so this never falls back.
@@ -145,14 +141,14 @@ impl RequestId {
 
     /// The id of the request being handled on this task, if any.
     ///
-    /// [`RequestIdLayer`](crate::RequestIdLayer) sets it while it polls the inner service (the
+    /// `palisade-request-id`'s `RequestIdLayer` sets it while it polls the inner service (the
     /// handler, and every layer inside it), the way `tracing` enters a span: it is a per-task
     /// value, swapped in and out on each poll, with no lock and no allocation. Code that runs
     /// on another task (`tokio::spawn`) does not inherit it; carry it over with
     /// [`RequestId::scope`].
     ///
     /// ```
-    /// use palisade_request_id::RequestId;
+    /// use palisade_core::RequestId;
     ///
     /// assert_eq!(RequestId::current(), None);
     /// let id: RequestId = "abc".parse().unwrap();
@@ -175,7 +171,7 @@ impl RequestId {
     /// handler moves to another task:
     ///
     /// ```
-    /// use palisade_request_id::RequestId;
+    /// use palisade_core::RequestId;
     ///
     /// async fn handler(id: RequestId) {
     ///     tokio::spawn(id.scope(async {
@@ -265,7 +261,7 @@ impl PartialEq<&str> for RequestId {
 }
 
 /// The rejection of the [`RequestId`] extractor when the request has no id: the handler is not
-/// behind a [`RequestIdLayer`](crate::RequestIdLayer), a wiring mistake. Answers
+/// behind `palisade-request-id`'s `RequestIdLayer`, a wiring mistake. Answers
 /// `500 Internal Server Error`. Take `Option<RequestId>` to make the id optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MissingRequestId;
@@ -290,7 +286,7 @@ impl IntoResponse for MissingRequestId {
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use palisade_request_id::{RequestId, RequestIdLayer};
+/// use palisade_core::RequestId;
 ///
 /// async fn handler(id: RequestId) -> String {
 ///     format!("your request id is {id}")
@@ -298,7 +294,8 @@ impl IntoResponse for MissingRequestId {
 ///
 /// let app: Router = Router::new()
 ///     .route("/", get(handler))
-///     .layer(RequestIdLayer::new());
+///     // `.layer(palisade_request_id::RequestIdLayer::new())` puts the id there.
+///     ;
 /// ```
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = MissingRequestId;
@@ -344,9 +341,10 @@ impl Drop for Restore<'_> {
     }
 }
 
-/// Runs `f` with the id in `slot` (moved, not cloned) as the current request id, and moves it
-/// back into `slot` afterwards.
-pub(crate) fn with_current<R>(slot: &mut Option<RequestId>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` with the id in `slot` (moved, not cloned) as the [current request id](RequestId::current),
+/// and moves it back into `slot` afterwards, even on a panic: how a layer polls its inner future
+/// under the request's id without a clone per poll.
+pub fn with_current<R>(slot: &mut Option<RequestId>, f: impl FnOnce() -> R) -> R {
     let Ok(previous) = CURRENT.try_with(|current| current.replace(slot.take())) else {
         // The thread is shutting down its thread-locals: run without a current id.
         return f();
@@ -388,9 +386,9 @@ mod tests {
         assert!(RequestId::new("a b").is_err());
         assert!(RequestId::new("a\tb").is_err());
         assert!(RequestId::new("é").is_err());
-        assert!(RequestId::new(&"a".repeat(MAX_MAX_LENGTH)).is_ok());
-        let err = RequestId::new(&"a".repeat(MAX_MAX_LENGTH + 1)).unwrap_err();
-        assert_eq!(err.length(), MAX_MAX_LENGTH + 1);
+        assert!(RequestId::new(&"a".repeat(RequestId::MAX_LEN)).is_ok());
+        let err = RequestId::new(&"a".repeat(RequestId::MAX_LEN + 1)).unwrap_err();
+        assert_eq!(err.length(), RequestId::MAX_LEN + 1);
         assert!(RequestId::from_header_value(HeaderValue::from_static("x y")).is_err());
         assert!(RequestId::from_bytes(&[0x80]).is_err());
     }

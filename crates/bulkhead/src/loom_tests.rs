@@ -2,14 +2,13 @@
 //! held never exceed the maximum, and no slot is leaked when waiters are cancelled, time out or are
 //! evicted from a full queue by a higher class (even when a slot is handed to a waiter at the
 //! moment it goes away).
-//! Run with `RUSTFLAGS="--cfg palisade_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p palisade-bulkhead --test loom --release`
+//! Run with `RUSTFLAGS="--cfg palisade_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p palisade-bulkhead --lib loom_tests --release`
 //! (`cargo xtask ci` does).
-#![cfg(palisade_loom)]
 
 use std::task::{Wake, Waker};
 
+use crate::queue::{Admission, WaitQueue, WaitState};
 use loom::{sync::Arc, thread};
-use palisade_bulkhead::queue::{Admission, WaitQueue, WaitState};
 use palisade_core::Priority;
 
 /// Wakes a parked loom thread.

@@ -1,22 +1,21 @@
 //! Model checks of the hysteresis state machine under every interleaving loom explores:
 //! the maximum is never exceeded, once every slot is released the limiter is accepting, and the
 //! last publication shows the final state (an idle limiter is never shown busy or shedding).
-//! Run with `RUSTFLAGS="--cfg palisade_loom" cargo test -p palisade-concurrency-limit-hysteresis --test loom --release`
+//! Run with `RUSTFLAGS="--cfg palisade_loom" cargo test -p palisade-concurrency-limit-hysteresis --lib loom_tests --release`
 //! (`cargo xtask ci` does).
-#![cfg(palisade_loom)]
 
 use std::time::Duration;
 
+use crate::{
+    Thresholds,
+    hysteresis::{Hysteresis, Publication},
+};
 use loom::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
     thread,
-};
-use palisade_concurrency_limit_hysteresis::{
-    Thresholds,
-    hysteresis::{Hysteresis, Publication},
 };
 
 /// How a caller takes a slot.

@@ -4,19 +4,18 @@
 //! match its slots.
 //!
 //! Run with `RUSTFLAGS="--cfg palisade_loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release -p
-//! palisade-circuit-breaker --test loom` (`cargo xtask ci` does).
-#![cfg(palisade_loom)]
+//! palisade-circuit-breaker --lib loom_tests` (`cargo xtask ci` does).
 
+use crate::{
+    machine::{Admission, Machine, ProbeResult, State},
+    window::{CountWindow, Sample},
+};
 use loom::{
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
     thread,
-};
-use palisade_circuit_breaker::{
-    machine::{Admission, Machine, ProbeResult, State},
-    window::{CountWindow, Sample},
 };
 
 const WAIT: u64 = 1_000;
@@ -90,8 +89,7 @@ fn ignored_probes_release_their_slots() {
 fn one_caller_ends_the_open_wait() {
     loom::model(|| {
         let m = Arc::new(Machine::new(State::Closed, 2, 1, Some(5_000)));
-        m.trip(0, 0, WAIT, palisade_circuit_breaker::Cause::FailureRate)
-            .unwrap();
+        m.trip(0, 0, WAIT, crate::Cause::FailureRate).unwrap();
         let transitions = Arc::new(AtomicUsize::new(0));
         let probes = Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..2)
