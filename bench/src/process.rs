@@ -33,6 +33,7 @@ pub fn pin_generator() -> bool {
 }
 
 /// A running server under test; killed when dropped.
+#[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
     /// Where it listens.

@@ -203,7 +203,7 @@ pub fn write_svg(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
         .map(|(i, r)| x_of(r, i))
         .fold(1.0, f64::max)
         * 1.08;
-    let panels: [Panel; 2] = [
+    let panels: [Panel<'_, '_>; 2] = [
         (
             if open_loop {
                 "goodput (responses/s)"

@@ -98,6 +98,7 @@ impl ServerArgs {
 }
 
 /// A server under test.
+#[derive(Debug)]
 pub enum App {
     /// An axum application, served by `axum::serve` with `ConnectInfo<SocketAddr>`.
     Axum(Router),
@@ -105,7 +106,7 @@ pub enum App {
     /// streams of small writes such as WebSocket messages, which Nagle's algorithm would hold
     /// back until the client's delayed ACK.
     AxumNoDelay(Router),
-    /// hyper with a `service_fn` and no router (see [`crate::servers::serve_bare_hyper`]).
+    /// hyper with a `service_fn` and no router (see [`crate::servers::serve`]).
     BareHyper(crate::servers::Work),
     /// An axum application served by `palisade::serve` with these settings (connection limit,
     /// client timeouts, drain).

@@ -29,7 +29,7 @@ use crate::scenario::{App, ServerArgs};
 /// Bounded capacity: a pool of `workers` slots, each busy `time` per request (a sleep, so capacity
 /// does not depend on how noisy the CPU is); requests beyond the pool queue for a slot, as requests
 /// queue for a thread pool or a database connection pool.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Work {
     pool: Arc<Semaphore>,
     time: Duration,

@@ -8,7 +8,7 @@ use crate::cmd::{cargo, run, workspace_root};
 
 /// Builds the harness and hands the arguments to it: it knows its scenarios (one registry in
 /// `bench/src/scenarios/mod.rs`) and names them when asked for an unknown one.
-pub fn main(args: &[String]) -> Result<(), String> {
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), Into::into);
     let mut build = cargo();

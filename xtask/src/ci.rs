@@ -18,7 +18,7 @@ const SYSTEM_TOOLS: &[(&str, &str, &str)] = &[
 /// cargo-deny, pinned: installing it builds it from source (about 3.5 minutes on 2 cores).
 const CARGO_DENY_VERSION: &str = "0.20.2";
 
-pub fn main(args: &[String]) -> Result<(), String> {
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let mut deny = true;
     for arg in args {
         match arg.as_str() {
@@ -49,19 +49,48 @@ pub fn main(args: &[String]) -> Result<(), String> {
     ]);
     timings.push(("clippy", run(clippy)?));
 
-    let mut test = cargo();
-    test.args([
-        "test",
-        "--workspace",
-        "--all-targets",
-        "--all-features",
-        "--locked",
-    ]);
-    timings.push(("tests", run(test)?));
+    // Every package on its own: `cargo test -p` resolves only that package's features, so a
+    // crate that builds only because a sibling turns on a dependency feature fails here, as it
+    // would for a user who picks that one crate. One target directory for all: the packages
+    // share most of their dependency builds.
+    let packages = workspace_packages()?;
+    let mut tests = Duration::ZERO;
+    for package in &packages {
+        let mut test = cargo();
+        test.args([
+            "test",
+            "--locked",
+            "-p",
+            package,
+            "--all-targets",
+            "--all-features",
+        ]);
+        tests += run(test)?;
+    }
+    timings.push(("tests", tests));
+
+    let mut bare = Duration::ZERO;
+    for package in &packages {
+        let mut check = cargo();
+        check.args(["check", "--locked", "-p", package, "--no-default-features"]);
+        bare += run(check)?;
+    }
+    timings.push(("no-default", bare));
 
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc", "--all-features", "--locked"]);
     timings.push(("doctests", run(doc)?));
+
+    let mut docs = cargo();
+    docs.args([
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+        "--locked",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
+    timings.push(("rustdoc", run(docs)?));
 
     for package in loom_packages()? {
         // A separate target directory: `--cfg palisade_loom` changes every fingerprint, and sharing the
@@ -133,6 +162,27 @@ fn ensure_system_tools() -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// Every package of the workspace, by name: the crates, the bench harness, the examples and
+/// this tool.
+fn workspace_packages() -> Result<Vec<String>, String> {
+    let root = workspace_root();
+    let mut dirs = vec![root.join("bench"), root.join("xtask")];
+    for parent in ["crates", "examples"] {
+        let parent = root.join(parent);
+        let entries =
+            std::fs::read_dir(&parent).map_err(|e| format!("read {}: {e}", parent.display()))?;
+        dirs.extend(entries.flatten().map(|entry| entry.path()));
+    }
+    let mut packages = Vec::new();
+    for dir in dirs {
+        if dir.join("Cargo.toml").is_file() {
+            packages.push(package_name(&dir)?);
+        }
+    }
+    packages.sort();
+    Ok(packages)
 }
 
 /// The packages that have a `src/loom_tests.rs` model-checking suite.

@@ -1,8 +1,9 @@
 //! `cargo xtask <command>`: the project's chores, in Rust so they run wherever cargo does.
 //!
 //! - `cargo xtask ci`: everything CI checks, in order: system tools the tests need (installed with
-//!   `apt-get` when running as root), `cargo fmt --check`, clippy with `-D warnings`, every test
-//!   and doctest, the `loom` model-checking tests, and `cargo deny`.
+//!   `apt-get` when running as root), `cargo fmt --check`, clippy with `-D warnings`, every
+//!   package's tests on its own, every package built without default features, the doctests,
+//!   rustdoc with `-D warnings`, the `loom` model-checking tests, and `cargo deny`.
 //! - `cargo xtask bench <scenario> [--quick]`: a load scenario, comparing systems in one run.
 
 mod bench;

@@ -12,7 +12,7 @@ use crate::{
 /// floor under the preset), axum + three Palisade layers, and the whole production preset served
 /// by `palisade::serve`, alternating systems round by round and keeping each system's median
 /// round. Throughput is reported as a ratio to bare axum.
-pub struct Baseline;
+pub(super) struct Baseline;
 
 const SYSTEMS: [(&str, &str); 5] = [
     ("bare-hyper", "bare hyper"),

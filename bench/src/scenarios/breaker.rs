@@ -58,7 +58,7 @@ use crate::{
 };
 
 /// The unprotected server and the same server with a per-route breaker.
-pub struct Breaker;
+pub(super) struct Breaker;
 
 const SYSTEMS: [(&str, &str); 2] = [
     ("unprotected", "unprotected"),

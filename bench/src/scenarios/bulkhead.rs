@@ -19,7 +19,7 @@ use crate::{
 /// axum lets the noisy group fill the pool's queue; with Palisade bulkheads the noisy group gets 6
 /// slots (queue 6, wait 50 ms) and the steady group 4 of its own, so its requests always find a
 /// worker.
-pub struct NoisyNeighbour;
+pub(super) struct NoisyNeighbour;
 
 const SYSTEMS: [(&str, &str); 2] = [
     ("bare-axum", "bare axum"),

@@ -12,7 +12,7 @@ use crate::{
 
 /// Bare axum (queues without bound), tower's `ConcurrencyLimit` + `LoadShed`, and Palisade's
 /// in-flight limiter, on `/work` (8 workers x 10 ms); goodput reported as a ratio to capacity.
-pub struct Overload;
+pub(super) struct Overload;
 
 const SYSTEMS: [(&str, &str); 3] = [
     ("bare-axum", "bare axum"),

@@ -15,7 +15,7 @@ use crate::{
 /// (8 workers x 10 ms), at 0.5x (the unloaded reference) and 3x of measured capacity: bare axum,
 /// tower `ConcurrencyLimit` + `LoadShed`, and Palisade (priority shedder in front of the
 /// in-flight limiter). Per-class goodput and latency.
-pub struct PriorityMix;
+pub(super) struct PriorityMix;
 
 const SYSTEMS: [(&str, &str); 3] = [
     ("bare-axum", "bare axum"),

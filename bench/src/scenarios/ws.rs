@@ -41,7 +41,7 @@ use crate::{
 /// Palisade's hub runs with the crate defaults (1 MiB high water per client, drop newest, slow
 /// clients disconnected after 60 s, so never within the run): its memory is bounded by the queues,
 /// not by disconnecting. The naive server queues every message for a stalled client forever.
-pub struct WsBroadcast;
+pub(super) struct WsBroadcast;
 
 const SYSTEMS: [(&str, &str); 2] = [
     ("palisade-hub", "palisade hub"),

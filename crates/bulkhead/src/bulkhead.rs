@@ -1,4 +1,4 @@
-//! [`Bulkhead`]: one named pool of slots with its wait queue, shared by every clone.
+//! [`BulkheadPool`]: one named pool of slots with its wait queue, shared by every clone.
 
 use std::{
     fmt,
@@ -54,10 +54,11 @@ impl fmt::Display for RejectReason {
 /// use palisade_core::Priority;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let db = BulkheadPool::new(BulkheadConfig {
-///     max_concurrent: 1,
-///     max_queued: 0,
-///     ..BulkheadConfig::named("db")
+/// let db = BulkheadPool::new({
+///     let mut config = BulkheadConfig::named("db");
+///     config.max_concurrent = 1;
+///     config.max_queued = 0;
+///     config
 /// })
 /// .unwrap();
 /// let permit = db.acquire(Priority::Critical).await.unwrap();
@@ -215,7 +216,7 @@ impl BulkheadPool {
     }
 }
 
-/// The future of [`Bulkhead::acquire`]: a [`Permit`], or why the bulkhead refused.
+/// The future of [`BulkheadPool::acquire`]: a [`Permit`], or why the bulkhead refused.
 ///
 /// Dropping it while it waits removes it from the queue at once; a slot handed to it in the
 /// meantime is passed on to the next waiter, never leaked.

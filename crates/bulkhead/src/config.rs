@@ -30,6 +30,7 @@ pub const MAX_WAIT_LIMIT: Duration = Duration::from_secs(3600);
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct BulkheadConfig {
     /// The name in metric labels, rejections, logs and the registry.
     pub name: Cow<'static, str>,

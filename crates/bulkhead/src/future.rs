@@ -20,6 +20,7 @@ use crate::bulkhead::{Acquire, BulkheadPool, Permit, RejectReason};
 ///
 /// Dropping it while it waits for a slot (the client went away) leaves the queue at once.
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -142,5 +143,11 @@ where
             }
             KindProj::Running { .. } => unreachable!("a running request is polled in `poll`"),
         }
+    }
+}
+
+impl<S: Service<Req>, Req> std::fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use crate::{bulkhead::BulkheadPool, config::BulkheadConfig, service::Bulkhead};
 
-/// Applies a named [`Bulkhead`] to a service; see the [crate docs](crate).
+/// Applies a named [`BulkheadPool`] to a service; see the [crate docs](crate).
 ///
 /// The bulkhead's state is created once, when the layer is built: every service this layer
 /// produces (every route of a `route_layer`, every connection) and every clone of the layer share
@@ -47,6 +47,12 @@ impl BulkheadLayer {
     /// The bulkhead this layer applies (a shared handle).
     pub fn bulkhead(&self) -> &BulkheadPool {
         &self.bulkhead
+    }
+}
+
+impl Default for BulkheadLayer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The slot pool and its wait queue: the concurrency-critical core of a bulkhead, model-checked
-//! under `loom` (`tests/loom.rs`).
+//! under `loom` (`src/loom_tests.rs`).
 //!
 //! One atomic word holds the slot count and a "waiters" flag; a mutex protects the queue. While
 //! nobody waits, acquire and release are one compare-and-swap each, with no lock. The flag is set
@@ -31,7 +31,7 @@ type Key = (u8, u64);
 
 /// What [`WaitQueue::acquire_or_enqueue`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// A slot was free and is now held by the caller; release it with [`WaitQueue::release`].
     Acquired,
     /// The caller waits in the queue under this ticket: poll it with [`WaitQueue::poll_ticket`],
@@ -43,7 +43,7 @@ pub enum Admission {
 
 /// Where a waiter stands: what [`WaitQueue::poll_ticket`] and [`WaitQueue::expire`] report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitState {
+pub(crate) enum WaitState {
     /// Still waiting. From [`WaitQueue::expire`]: it was still waiting and has now left the queue
     /// without a slot (its wait timed out).
     Waiting,
@@ -56,10 +56,10 @@ pub enum WaitState {
 
 /// A waiter's place in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(Key);
+pub(crate) struct Ticket(Key);
 
 /// The slots and the queue of one bulkhead.
-pub struct WaitQueue {
+pub(crate) struct WaitQueue {
     /// Slots held (low 31 bits) and [`WAITERS`].
     word: AtomicU32,
     state: Mutex<State>,
@@ -98,8 +98,13 @@ impl std::fmt::Debug for WaitQueue {
 impl WaitQueue {
     /// A pool of `max_concurrent` slots with room for `max_queued` waiters. `name` labels the
     /// metrics. (The loom models build queues directly; the pool uses `with_metrics`.)
-    #[cfg(palisade_loom)]
-    pub fn new(name: &str, max_concurrent: u32, max_queued: u32, priority_ordering: bool) -> Self {
+    #[cfg(all(test, palisade_loom))]
+    pub(crate) fn new(
+        name: &str,
+        max_concurrent: u32,
+        max_queued: u32,
+        priority_ordering: bool,
+    ) -> Self {
         Self::with_metrics(
             max_concurrent,
             max_queued,
@@ -152,14 +157,14 @@ impl WaitQueue {
 
     /// Requests holding a slot, and requests waiting (including those handed a slot that have not
     /// yet been polled).
-    pub fn load(&self) -> (u32, usize) {
+    pub(crate) fn load(&self) -> (u32, usize) {
         let state = self.lock();
         let in_flight = self.word.load(Ordering::Acquire) & !WAITERS;
         (in_flight, state.waiting.len() + state.granted.len())
     }
 
     /// Takes a slot if one is free and nobody waits (waiters are never overtaken). Lock-free.
-    pub fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self) -> bool {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
             if word & WAITERS != 0 || word >= self.max_concurrent {
@@ -182,14 +187,14 @@ impl WaitQueue {
 
     /// Takes a slot without limit (observe-only mode): the count may exceed the maximum.
     /// Returns whether the request would have been refused at once.
-    pub fn acquire_unchecked(&self) -> bool {
+    pub(crate) fn acquire_unchecked(&self) -> bool {
         let before = self.word.fetch_add(1, Ordering::Acquire) & !WAITERS;
         self.metrics.in_flight.increment(1.0);
         before >= self.max_concurrent.saturating_add(self.max_queued)
     }
 
     /// Takes a free slot, or a place in the queue, or neither.
-    pub fn acquire_or_enqueue(&self, priority: Priority) -> Admission {
+    pub(crate) fn acquire_or_enqueue(&self, priority: Priority) -> Admission {
         if self.try_acquire() {
             return Admission::Acquired;
         }
@@ -285,7 +290,7 @@ impl WaitQueue {
     /// Whether the ticket's waiter has been handed a slot (which it now holds) or evicted, or
     /// still waits; then `waker` is registered to be woken when that changes. Once it reports
     /// [`Granted`](WaitState::Granted) or [`Evicted`](WaitState::Evicted), the ticket is spent.
-    pub fn poll_ticket(&self, ticket: Ticket, waker: &Waker) -> WaitState {
+    pub(crate) fn poll_ticket(&self, ticket: Ticket, waker: &Waker) -> WaitState {
         let mut state = self.lock();
         if let Some(slot) = state.waiting.get_mut(&ticket.0) {
             match slot {
@@ -315,7 +320,7 @@ impl WaitQueue {
 
     /// The waiter gave up (cancelled): it leaves the queue, and a slot already handed to it is
     /// passed on.
-    pub fn abandon(&self, ticket: Ticket) {
+    pub(crate) fn abandon(&self, ticket: Ticket) {
         let mut state = self.lock();
         if state.waiting.remove(&ticket.0).is_some() {
             self.waiter_left(&state);
@@ -329,7 +334,7 @@ impl WaitQueue {
     /// The waiter's time is up: [`Waiting`](WaitState::Waiting) if it was still waiting (it has
     /// now left the queue without a slot), else what happened to it in the meantime (a slot handed
     /// over at the last moment is the caller's).
-    pub fn expire(&self, ticket: Ticket) -> WaitState {
+    pub(crate) fn expire(&self, ticket: Ticket) -> WaitState {
         let mut state = self.lock();
         if state.waiting.remove(&ticket.0).is_some() {
             self.waiter_left(&state);
@@ -340,14 +345,14 @@ impl WaitQueue {
 
     /// Evicted waiters that have not yet polled or dropped their ticket. Zero once every waiter
     /// has gone: the loom model checks this.
-    #[cfg(any(test, palisade_loom))]
-    pub fn unseen_evictions(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn unseen_evictions(&self) -> usize {
         self.lock().evicted.len()
     }
 
     /// Returns a slot: to the first waiter if any, else to the pool (lock-free while nobody
     /// waits).
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let mut word = self.word.load(Ordering::Relaxed);
         while word & WAITERS == 0 {
             match self.word.compare_exchange_weak(

@@ -75,18 +75,20 @@ fn assert_rejected(response: &TestResponse) {
 async fn a_flooded_group_rejects_while_the_other_keeps_serving() {
     let registry = BulkheadRegistry::new();
     let api = registry
-        .register(BulkheadConfig {
-            max_concurrent: 4,
-            max_queued: 2,
-            max_wait: Duration::from_secs(30),
-            ..BulkheadConfig::named("api")
+        .register({
+            let mut config = BulkheadConfig::named("api");
+            config.max_concurrent = 4;
+            config.max_queued = 2;
+            config.max_wait = Duration::from_secs(30);
+            config
         })
         .unwrap();
     let admin = registry
-        .register(BulkheadConfig {
-            max_concurrent: 2,
-            max_queued: 0,
-            ..BulkheadConfig::named("admin")
+        .register({
+            let mut config = BulkheadConfig::named("admin");
+            config.max_concurrent = 2;
+            config.max_queued = 0;
+            config
         })
         .unwrap();
     let api_handle = api.bulkhead().clone();
@@ -168,10 +170,11 @@ async fn a_flooded_group_rejects_while_the_other_keeps_serving() {
 async fn routes_of_separate_routers_share_a_registered_bulkhead() {
     let registry = BulkheadRegistry::new();
     registry
-        .register(BulkheadConfig {
-            max_concurrent: 1,
-            max_queued: 0,
-            ..BulkheadConfig::named("reports")
+        .register({
+            let mut config = BulkheadConfig::named("reports");
+            config.max_concurrent = 1;
+            config.max_queued = 0;
+            config
         })
         .unwrap();
     let (entered_tx, mut entered) = mpsc::unbounded_channel();

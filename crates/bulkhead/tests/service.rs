@@ -6,12 +6,10 @@ use std::{convert::Infallible, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use metrics_util::{
-    CompositeKey, MetricKind,
-    debugging::{DebugValue, DebuggingRecorder},
-};
+use metrics_util::{MetricKind, debugging::DebuggingRecorder};
 use palisade_bulkhead::{BulkheadLayer, metrics as names};
 use palisade_core::{EnforcementMode, Priority};
+use palisade_testkit::metrics::{snapshot as snap, value};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 type Svc = tower::util::BoxCloneService<
@@ -173,48 +171,18 @@ async fn observe_only_serves_everything() {
 
 /// A tiny JSON reader for the two string members the tests look at (no extra dependency).
 mod serde_json_value {
-    pub struct Value(String);
+    pub(crate) struct Value(String);
     impl Value {
-        pub fn get(&self, key: &str) -> Option<&str> {
+        pub(crate) fn get(&self, key: &str) -> Option<&str> {
             let needle = format!("\"{key}\":\"");
             let start = self.0.find(&needle)? + needle.len();
             let end = self.0[start..].find('"')? + start;
             Some(&self.0[start..end])
         }
     }
-    pub fn parse(bytes: &[u8]) -> Value {
+    pub(crate) fn parse(bytes: &[u8]) -> Value {
         Value(String::from_utf8(bytes.to_vec()).unwrap())
     }
-}
-
-fn snap(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(CompositeKey, DebugValue)> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(k, _, _, v)| (k, v))
-        .collect()
-}
-
-fn value(
-    snapshot: &[(CompositeKey, DebugValue)],
-    kind: MetricKind,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    snapshot.iter().find_map(|(key, value)| {
-        let key_labels: Vec<(&str, &str)> =
-            key.key().labels().map(|l| (l.key(), l.value())).collect();
-        let same = key.kind() == kind
-            && key.key().name() == name
-            && labels.iter().all(|l| key_labels.contains(l))
-            && key_labels.len() == labels.len();
-        same.then(|| match value {
-            DebugValue::Counter(c) => f64::from(u32::try_from(*c).expect("small test counts")),
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(h) => f64::from(u32::try_from(h.len()).unwrap()),
-        })
-    })
 }
 
 #[tokio::test(start_paused = true)]

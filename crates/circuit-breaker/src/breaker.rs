@@ -1,5 +1,5 @@
-//! [`CircuitBreaker`]: the runtime around the [`Machine`] and a window: clock, thresholds,
-//! backoff, metrics, logs, callbacks and timers. Also the guard API ([`CircuitBreaker::call`]),
+//! [`Breaker`]: the runtime around the [`Machine`] and a window: clock, thresholds,
+//! backoff, metrics, logs, callbacks and timers. Also the guard API ([`Breaker::call`]),
 //! permits, the operator handle and the builder.
 
 use std::{
@@ -466,9 +466,9 @@ impl Inner {
 
 /// A circuit breaker: the state machine, its window and its settings, shared by every clone.
 ///
-/// Use it directly as a guard around any future ([`CircuitBreaker::call`]), wrap it in a
+/// Use it directly as a guard around any future ([`Breaker::call`]), wrap it in a
 /// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) for a server route or a client, and keep a
-/// clone as the operator handle ([`CircuitBreaker::snapshot`], [`CircuitBreaker::force_open`],
+/// clone as the operator handle ([`Breaker::snapshot`], [`Breaker::force_open`],
 /// ...). Cloning is a reference count; every clone is the same breaker.
 ///
 /// ```
@@ -504,7 +504,7 @@ pub struct Breaker {
 
 impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CircuitBreaker")
+        f.debug_struct("Breaker")
             .field("name", &&*self.inner.name)
             .field("snapshot", &self.snapshot())
             .finish()
@@ -554,9 +554,10 @@ impl Breaker {
     /// A [`ConfigError`] when the configuration is invalid (see
     /// [`CircuitBreakerConfig::validate`]).
     pub fn from_config(config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        let settings = config.settings()?;
         Ok(Self::from_settings(
-            Arc::from(&*config.name),
-            Arc::new(config.settings()?),
+            Arc::from(config.name.into_owned()),
+            Arc::new(settings),
             Hooks::default(),
         ))
     }
@@ -675,12 +676,12 @@ impl Breaker {
         self.call_with(ResultClassifier, future).await
     }
 
-    /// [`CircuitBreaker::call`] with a classifier deciding the outcome (for example a "not found"
+    /// [`Breaker::call`] with a classifier deciding the outcome (for example a "not found"
     /// error that is an answer, not a failure).
     ///
     /// # Errors
     ///
-    /// As [`CircuitBreaker::call`].
+    /// As [`Breaker::call`].
     pub async fn call_with<F, T, E, C>(
         &self,
         classifier: C,
@@ -743,7 +744,7 @@ impl Breaker {
     }
 }
 
-/// Permission to make one call, from [`CircuitBreaker::try_acquire`]. Report the outcome with
+/// Permission to make one call, from [`Breaker::try_acquire`]. Report the outcome with
 /// [`Permit::record`]; a permit dropped unrecorded counts as [`Outcome::Ignore`].
 #[must_use = "a permit dropped without an outcome counts as ignored"]
 pub struct Permit<'a> {
@@ -851,7 +852,7 @@ impl Drop for CallGuard {
     }
 }
 
-/// Builds a [`CircuitBreaker`] (or, through the layer constructors, the breakers of a scope);
+/// Builds a [`Breaker`] (or, through the layer constructors, the breakers of a scope);
 /// every setter documents its default. See [`CircuitBreakerConfig`] for the table.
 #[derive(Clone, Default)]
 #[must_use]
@@ -1024,7 +1025,7 @@ impl CircuitBreakerBuilder {
     ///
     /// # Errors
     ///
-    /// As [`CircuitBreaker::new`].
+    /// As [`Breaker::from_config`].
     pub fn build(self) -> Result<Breaker, ConfigError> {
         let (name, settings, hooks) = self.parts()?;
         Ok(Breaker::from_settings(name, settings, hooks))

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::{ConfigError, EnforcementMode, RetryAfter};
 
 use crate::machine::{MAX_PROBES, State};
 
@@ -120,6 +120,7 @@ impl Default for SlidingWindow {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct CircuitBreakerConfig {
     /// The name in metric labels and logs.
     pub name: Cow<'static, str>,
@@ -324,6 +325,8 @@ impl CircuitBreakerConfig {
         if self.idle_timeout.is_zero() {
             return Err(ConfigError::new("idle_timeout", "must be positive"));
         }
+        // The base is the remaining open time; only the jitter is configured.
+        RetryAfter::checked(Duration::ZERO, self.retry_after_jitter)?;
         Ok(Settings {
             window,
             minimum_calls,

@@ -56,8 +56,9 @@ where
     Poll::Ready((result, guard))
 }
 
-/// The response future of [`CircuitBreaker`](crate::CircuitBreaker).
+/// The response future of the server service [`CircuitBreaker`](crate::CircuitBreaker).
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<F, B, C> {
     #[pin]
     kind: ServerKind<F, B, C>,
@@ -123,6 +124,7 @@ where
 
 /// The response future of [`CircuitBreakerClient`](crate::CircuitBreakerClient).
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct ClientFuture<F, C> {
     #[pin]
     kind: ClientKind<F, C>,
@@ -183,6 +185,7 @@ where
 
 /// The response future of [`CircuitBreakerHttpClient`](crate::CircuitBreakerHttpClient).
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct HttpClientFuture<F, C> {
     #[pin]
     kind: ClientKind<F, C>,
@@ -239,5 +242,23 @@ where
                     .expect("circuit breaker future polled after completion"),
             ))),
         }
+    }
+}
+
+impl<F, B, C> std::fmt::Debug for ResponseFuture<F, B, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C> std::fmt::Debug for ClientFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C> std::fmt::Debug for HttpClientFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClientFuture").finish_non_exhaustive()
     }
 }

@@ -100,7 +100,7 @@
 //! # let _ = client; Ok(()) }
 //! ```
 //!
-//! The same [`CircuitBreaker`] can back a layer ([`CircuitBreakerLayer::new`]) and guard calls,
+//! The same [`Breaker`] can back a layer ([`CircuitBreakerLayer::new`]) and guard calls,
 //! when a route and a background job share one dependency.
 //!
 //! # What counts as a failure
@@ -109,7 +109,7 @@
 //! errors, timeouts) are failures, everything else, 4xx included, succeeds; single statuses can
 //! be overridden, including to [`Outcome::Ignore`]. Any `Fn(&Result<Response, Error>) ->
 //! Outcome` closure works too ([`CircuitBreakerLayer::with_classifier`],
-//! [`CircuitBreaker::call_with`]). A call lasts until its response body ends (or fails: a
+//! [`Breaker::call_with`]). A call lasts until its response body ends (or fails: a
 //! failure; or is dropped: the status decides), so a slow stream is a slow call; a request
 //! cancelled before its response is ignored.
 //!
@@ -133,10 +133,10 @@
 //!
 //! # Operations
 //!
-//! [`CircuitBreaker`] is also the handle: [`CircuitBreaker::snapshot`] (state, window figures,
-//! remaining time, probes), [`CircuitBreaker::force_open`], [`CircuitBreaker::force_closed`],
-//! [`CircuitBreaker::disable`], [`CircuitBreaker::metrics_only`], [`CircuitBreaker::reset`] and
-//! [`CircuitBreaker::trip`]. [`CircuitBreakerBuilder::on_state_change`] registers callbacks,
+//! [`Breaker`] is also the handle: [`Breaker::snapshot`] (state, window figures,
+//! remaining time, probes), [`Breaker::force_open`], [`Breaker::force_closed`],
+//! [`Breaker::disable`], [`Breaker::metrics_only`], [`Breaker::reset`] and
+//! [`Breaker::trip`]. [`CircuitBreakerBuilder::on_state_change`] registers callbacks,
 //! and every transition is logged once with `tracing` (a warning when a breaker opens).
 //!
 //! # Metrics
@@ -157,7 +157,7 @@
 //! all, so concurrent calls do not contend; other outcomes update the window with one or two
 //! atomic read-modify-writes. A time window reads the clock once per call. The half-open state
 //! admits probes with one compare-and-swap on the state word, exactly up to the permitted
-//! number under any interleaving (model-checked with loom in `tests/loom.rs`).
+//! number under any interleaving (model-checked with loom in `src/loom_tests.rs`).
 
 mod breaker;
 mod classify;

@@ -22,7 +22,7 @@
 //!
 //! The machine does not read the clock: callers pass `now` in milliseconds since an epoch of
 //! their choosing, so the machine is deterministic under test and under the `loom` model checker
-//! (`tests/loom.rs`: never more than the permitted probes in flight, never stuck half-open).
+//! (`src/loom_tests.rs`: never more than the permitted probes in flight, never stuck half-open).
 
 use palisade_core::sync::{AtomicU64, Ordering};
 
@@ -138,7 +138,7 @@ impl std::fmt::Display for Cause {
 
 /// A change of state, reported once, by the caller whose compare-and-swap made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     /// The state left.
     pub from: State,
     /// The state entered.
@@ -154,7 +154,7 @@ pub struct Transition {
 
 /// What an admission decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Closed: the call flows and its outcome is recorded in the window of `generation`.
     Closed {
         /// The generation admitted in.
@@ -184,7 +184,7 @@ pub enum Admission {
 
 /// An admission and the transition it caused, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// The decision.
     pub admission: Admission,
     /// The transition this admission made (open → half-open on the first probe, half-open → open
@@ -194,7 +194,7 @@ pub struct Admitted {
 
 /// The result of a half-open probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeResult {
+pub(crate) enum ProbeResult {
     /// The probe succeeded.
     Success,
     /// The probe failed (a slow probe counts as failed when slow calls are detected).
@@ -206,7 +206,7 @@ pub enum ProbeResult {
 
 /// A consistent view of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MachineSnapshot {
+pub(crate) struct MachineSnapshot {
     /// The state.
     pub state: State,
     /// The generation.
@@ -228,7 +228,7 @@ const PROBE_ONE: u64 = 1 << PROBE_SHIFT;
 const SUCCESS_ONE: u64 = 1 << SUCCESS_SHIFT;
 
 /// The most probes or successes the word can count.
-pub const MAX_PROBES: u32 = (1 << 12) - 1;
+pub(crate) const MAX_PROBES: u32 = (1 << 12) - 1;
 
 const DEADLINE_MASK: u64 = (1 << 40) - 1;
 const AUX_GEN_SHIFT: u32 = 40;
@@ -272,7 +272,7 @@ fn aux(generation: u32, deadline: u64) -> u64 {
 
 /// The lock-free state machine; see the [module docs](self).
 #[derive(Debug)]
-pub struct Machine {
+pub(crate) struct Machine {
     word: AtomicU64,
     deadline: AtomicU64,
     permitted: u32,
@@ -288,7 +288,7 @@ impl Machine {
     ///
     /// An initial [`State::Open`] or [`State::HalfOpen`] has no deadline: it is published by the
     /// next transition. Use [`Machine::force`] to enter them with one.
-    pub fn new(
+    pub(crate) fn new(
         initial: State,
         permitted: u32,
         success_threshold: u32,
@@ -304,18 +304,18 @@ impl Machine {
     }
 
     /// The number of concurrent probes admitted when half-open.
-    pub fn permitted_probes(&self) -> u32 {
+    pub(crate) fn permitted_probes(&self) -> u32 {
         self.permitted
     }
 
     /// The state right now (one atomic load).
     #[inline]
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         kind(self.word.load(Ordering::Acquire))
     }
 
     /// A consistent snapshot.
-    pub fn snapshot(&self) -> MachineSnapshot {
+    pub(crate) fn snapshot(&self) -> MachineSnapshot {
         let word = self.word.load(Ordering::Acquire);
         MachineSnapshot {
             state: kind(word),
@@ -328,7 +328,7 @@ impl Machine {
 
     /// Whether `generation` is the current generation and the state is `state`.
     #[inline]
-    pub fn is_current(&self, state: State, generation_: u32) -> bool {
+    pub(crate) fn is_current(&self, state: State, generation_: u32) -> bool {
         let word = self.word.load(Ordering::Acquire);
         kind(word) == state && generation(word) == generation_
     }
@@ -359,7 +359,11 @@ impl Machine {
     /// closed state, whose admission is one atomic load. `open_wait` gives the open wait (ms) to
     /// use if this admission ends a timed-out half-open period; it is called only then.
     #[inline]
-    pub fn admit(&self, now: impl FnOnce() -> u64, open_wait: impl FnMut() -> u64) -> Admitted {
+    pub(crate) fn admit(
+        &self,
+        now: impl FnOnce() -> u64,
+        open_wait: impl FnMut() -> u64,
+    ) -> Admitted {
         let word = self.word.load(Ordering::Acquire);
         // The closed fast path: one load, no write.
         if word & KIND_MASK == u64::from(State::Closed.code()) {
@@ -472,7 +476,7 @@ impl Machine {
     /// Applies the result of a probe admitted in `generation_`. Returns the transition it caused:
     /// half-open → closed on the last needed success, half-open → open (after `open_wait` ms) on
     /// a failure. Results of another generation are ignored.
-    pub fn on_probe(
+    pub(crate) fn on_probe(
         &self,
         generation_: u32,
         result: ProbeResult,
@@ -520,7 +524,7 @@ impl Machine {
     /// Opens a closed breaker of `generation_` (its window crossed a threshold). Returns the
     /// transition, or `None` when the breaker already left that generation (someone else opened
     /// it, or it was changed by hand).
-    pub fn trip(
+    pub(crate) fn trip(
         &self,
         generation_: u32,
         now: u64,
@@ -542,7 +546,7 @@ impl Machine {
     /// Ends the current period if its deadline passed, for a timer: open → half-open (with no probe
     /// in flight), or a timed-out half-open → open (after `open_wait` ms). Does nothing when the
     /// machine left `generation_`.
-    pub fn expire(
+    pub(crate) fn expire(
         &self,
         generation_: u32,
         now: u64,
@@ -591,7 +595,7 @@ impl Machine {
     /// uses `open_wait` ms; entering [`State::HalfOpen`] starts a fresh half-open period. Returns
     /// `None` when the machine is already in `to` (and `to` is not [`State::Closed`], which is
     /// always re-entered so that a reset starts a fresh generation).
-    pub fn force(&self, to: State, now: u64, open_wait: u64) -> Option<Transition> {
+    pub(crate) fn force(&self, to: State, now: u64, open_wait: u64) -> Option<Transition> {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             let from = kind(word);

@@ -16,7 +16,7 @@ use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed, Padded};
 
 /// The outcome of one call, as a window records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// The call failed.
     pub failure: bool,
     /// The call took at least the slow-call duration.
@@ -25,7 +25,7 @@ pub struct Sample {
 
 /// Calls, failures and slow calls in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Recorded calls (ignored outcomes are not recorded).
     pub calls: u32,
     /// Failed calls.
@@ -36,19 +36,19 @@ pub struct Totals {
 
 impl Totals {
     /// The failure rate in `[0, 1]`, or `None` without calls.
-    pub fn failure_rate(&self) -> Option<f64> {
+    pub(crate) fn failure_rate(&self) -> Option<f64> {
         (self.calls > 0).then(|| f64::from(self.failures) / f64::from(self.calls))
     }
 
     /// The slow-call rate in `[0, 1]`, or `None` without calls.
-    pub fn slow_call_rate(&self) -> Option<f64> {
+    pub(crate) fn slow_call_rate(&self) -> Option<f64> {
         (self.calls > 0).then(|| f64::from(self.slow) / f64::from(self.calls))
     }
 }
 
 /// A count-based or time-based window.
 #[derive(Debug)]
-pub enum Window {
+pub(crate) enum Window {
     /// The last N calls.
     Count(CountWindow),
     /// The last N seconds.
@@ -60,7 +60,7 @@ impl Window {
     /// this record may have raised a rate or reached the minimum number of calls, so that the
     /// caller evaluates the thresholds only then.
     #[inline]
-    pub fn record(&self, sample: Sample, now: u64) -> Option<Totals> {
+    pub(crate) fn record(&self, sample: Sample, now: u64) -> Option<Totals> {
         match self {
             Self::Count(w) => w.record(sample),
             Self::Time(w) => w.record(sample, now),
@@ -68,7 +68,7 @@ impl Window {
     }
 
     /// The totals at `now` (ms).
-    pub fn totals(&self, now: u64) -> Totals {
+    pub(crate) fn totals(&self, now: u64) -> Totals {
         match self {
             Self::Count(w) => w.totals(),
             Self::Time(w) => w.totals(now),
@@ -76,7 +76,7 @@ impl Window {
     }
 
     /// Empties the window.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         match self {
             Self::Count(w) => w.clear(),
             Self::Time(w) => w.clear(),
@@ -84,13 +84,13 @@ impl Window {
     }
 
     /// Whether recording needs the current time.
-    pub fn needs_clock(&self) -> bool {
+    pub(crate) fn needs_clock(&self) -> bool {
         matches!(self, Self::Time(_))
     }
 
     /// Whether this is a full count window of successes only, which a success leaves unchanged.
     #[inline]
-    pub fn is_all_successes(&self) -> bool {
+    pub(crate) fn is_all_successes(&self) -> bool {
         match self {
             Self::Count(w) => w.is_all_successes(),
             Self::Time(_) => false,
@@ -104,7 +104,7 @@ const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 
 /// The largest count-based window (the totals live in 21-bit fields).
-pub const MAX_COUNT_WINDOW: u32 = 1 << 20;
+pub(crate) const MAX_COUNT_WINDOW: u32 = 1 << 20;
 
 fn code(sample: Sample) -> u8 {
     1 + u8::from(sample.failure) + 2 * u8::from(sample.slow)
@@ -133,7 +133,7 @@ fn unpack(word: u64) -> Totals {
 
 /// The last `size` calls; see the [module docs](self).
 #[derive(Debug)]
-pub struct CountWindow {
+pub(crate) struct CountWindow {
     cursor: Padded<AtomicU32>,
     totals: Padded<AtomicU64>,
     slots: Box<[AtomicU8]>,
@@ -154,7 +154,7 @@ fn fastmod(a: u32, m: u64, d: u32) -> u32 {
 
 impl CountWindow {
     /// A window of the last `size` calls (`1..=`[`MAX_COUNT_WINDOW`]; clamped).
-    pub fn new(size: u32) -> Self {
+    pub(crate) fn new(size: u32) -> Self {
         let size = size.clamp(1, MAX_COUNT_WINDOW);
         Self {
             cursor: Padded(AtomicU32::new(0)),
@@ -167,7 +167,7 @@ impl CountWindow {
 
     /// Records one call; see [`Window::record`].
     #[inline]
-    pub fn record(&self, sample: Sample) -> Option<Totals> {
+    pub(crate) fn record(&self, sample: Sample) -> Option<Totals> {
         let new = code(sample);
         // A full window of successes stays one whichever success a new success replaces: the
         // healthy steady state reads one word and writes nothing, so threads do not contend.
@@ -200,7 +200,7 @@ impl CountWindow {
 
     /// Whether the window is full of successes (and nothing else).
     #[inline]
-    pub fn is_all_successes(&self) -> bool {
+    pub(crate) fn is_all_successes(&self) -> bool {
         self.totals.load(Relaxed) == u64::from(self.size)
     }
 
@@ -209,7 +209,7 @@ impl CountWindow {
     }
 
     /// The totals (clamped into range while recorders race; see [`CountWindow::record`]).
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         let t = unpack(self.totals.load(Relaxed));
         let calls = t.calls.min(self.size);
         Totals {
@@ -221,7 +221,7 @@ impl CountWindow {
 
     /// Empties every slot, subtracting exactly what was removed, so that recorders running at the
     /// same time keep the totals consistent.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let removed = self
             .slots
             .iter()
@@ -232,7 +232,8 @@ impl CountWindow {
 
     /// The raw totals word and the sum of the slots, for model checks: equal when no recorder is
     /// running.
-    pub fn consistency(&self) -> (Totals, Totals) {
+    #[cfg(test)]
+    pub(crate) fn consistency(&self) -> (Totals, Totals) {
         let sum = self
             .slots
             .iter()
@@ -251,7 +252,7 @@ struct Bucket {
 }
 
 /// The largest number of buckets of a time window.
-pub const MAX_BUCKETS: u32 = 1000;
+pub(crate) const MAX_BUCKETS: u32 = 1000;
 
 /// The epoch tag: never 0, which marks a cleared counter.
 fn tag(epoch: u64) -> u32 {
@@ -311,7 +312,7 @@ fn add(counter: &AtomicU64, tag: u32) {
 
 /// The last `buckets × bucket_ms` of time; see the [module docs](self).
 #[derive(Debug)]
-pub struct TimeWindow {
+pub(crate) struct TimeWindow {
     bucket_ms: u64,
     buckets: Box<[Bucket]>,
     /// The latest epoch seen and its bucket index (`epoch << 16 | index`), so that most records
@@ -326,7 +327,7 @@ pub struct TimeWindow {
 impl TimeWindow {
     /// A window of `buckets` buckets of `bucket_ms` each (both clamped to at least 1; buckets to
     /// at most [`MAX_BUCKETS`]).
-    pub fn new(bucket_ms: u64, buckets: u32) -> Self {
+    pub(crate) fn new(bucket_ms: u64, buckets: u32) -> Self {
         let buckets = buckets.clamp(1, MAX_BUCKETS);
         Self {
             bucket_ms: bucket_ms.max(1),
@@ -368,7 +369,7 @@ impl TimeWindow {
 
     /// Records one call at `now` (ms); see [`Window::record`].
     #[inline]
-    pub fn record(&self, sample: Sample, now: u64) -> Option<Totals> {
+    pub(crate) fn record(&self, sample: Sample, now: u64) -> Option<Totals> {
         let (epoch, index) = self.locate(now);
         let tag = tag(epoch);
         let bucket = &self.buckets[index];
@@ -419,12 +420,12 @@ impl TimeWindow {
     }
 
     /// The totals of the buckets inside the window at `now` (ms).
-    pub fn totals(&self, now: u64) -> Totals {
+    pub(crate) fn totals(&self, now: u64) -> Totals {
         self.totals_at(now / self.bucket_ms)
     }
 
     /// Empties every bucket.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for bucket in &*self.buckets {
             bucket.calls.store(0, Relaxed);
             bucket.failures.store(0, Relaxed);

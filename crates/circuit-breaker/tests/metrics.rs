@@ -2,32 +2,9 @@
 
 use std::time::Duration;
 
-use metrics_util::{
-    CompositeKey, MetricKind,
-    debugging::{DebugValue, DebuggingRecorder},
-};
+use metrics_util::{MetricKind, debugging::DebuggingRecorder};
 use palisade_circuit_breaker::{Breaker, Outcome};
-
-fn value(
-    snapshot: &[(CompositeKey, DebugValue)],
-    kind: MetricKind,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    snapshot.iter().find_map(|(key, value)| {
-        let key_labels: Vec<(&str, &str)> =
-            key.key().labels().map(|l| (l.key(), l.value())).collect();
-        let same = key.kind() == kind
-            && key.key().name() == name
-            && labels.iter().all(|l| key_labels.contains(l))
-            && key_labels.len() == labels.len();
-        same.then(|| match value {
-            DebugValue::Counter(c) => f64::from(u32::try_from(*c).expect("small test counts")),
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(_) => f64::NAN,
-        })
-    })
-}
+use palisade_testkit::metrics::value;
 
 #[test]
 fn calls_states_and_transitions_are_counted() {

@@ -119,6 +119,7 @@ pub const MAX_LIMIT: u32 = 1 << 30;
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ConcurrencyLimitConfig {
     /// Hard cap on requests in flight.
     pub max_in_flight: u32,
@@ -213,6 +214,7 @@ pub enum OverLimitPolicy {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ConnectionLimitConfig {
     /// Hard cap on open connections.
     pub max_connections: u32,

@@ -41,7 +41,7 @@ fn pack(count: u32, shedding: bool) -> u64 {
 
 /// Why a caller was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
+pub(crate) enum RejectReason {
     /// The limiter is shedding (between its high-water mark and the maximum).
     Shedding,
     /// The hard maximum is reached.
@@ -50,7 +50,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// The metric label.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Shedding => "shedding",
             Self::AtMaximum => "at_maximum",
@@ -60,7 +60,7 @@ impl RejectReason {
 
 /// A change of state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Accepting → shedding.
     StartedShedding,
     /// Shedding → accepting.
@@ -69,7 +69,7 @@ pub enum Transition {
 
 /// The result of one acquisition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Acquired {
+pub(crate) struct Acquired {
     /// `None` when admitted; the reason when refused (in observe-only mode the caller is counted
     /// and served anyway, and this says what enforcement would have done).
     pub refused: Option<RejectReason>,
@@ -83,7 +83,7 @@ pub struct Acquired {
 
 /// The result of one release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Released {
+pub(crate) struct Released {
     /// The count after the operation.
     pub count: u32,
     /// The state change this operation caused, if any.
@@ -95,7 +95,7 @@ pub struct Released {
 
 /// Count plus shedding flag, with high/low water marks and a critical reserve.
 #[derive(Debug)]
-pub struct Hysteresis {
+pub(crate) struct Hysteresis {
     word: AtomicU64,
     /// When shedding last started, in nanoseconds since `epoch`.
     shedding_since: AtomicU64,
@@ -107,7 +107,7 @@ pub struct Hysteresis {
 
 impl Hysteresis {
     /// A state machine at count 0, accepting.
-    pub fn new(thresholds: Thresholds, dwell: Duration, critical_reserve: bool) -> Self {
+    pub(crate) fn new(thresholds: Thresholds, dwell: Duration, critical_reserve: bool) -> Self {
         Self {
             word: AtomicU64::new(0),
             shedding_since: AtomicU64::new(0),
@@ -119,12 +119,12 @@ impl Hysteresis {
     }
 
     /// The thresholds.
-    pub fn thresholds(&self) -> Thresholds {
+    pub(crate) fn thresholds(&self) -> Thresholds {
         self.thresholds
     }
 
     /// The current count and shedding flag.
-    pub fn load(&self) -> (u32, bool) {
+    pub(crate) fn load(&self) -> (u32, bool) {
         let word = self.word.load(Ordering::Acquire);
         (count(word), shedding(word))
     }
@@ -144,7 +144,7 @@ impl Hysteresis {
     }
 
     /// When a deferred exit may happen.
-    pub fn dwell_deadline(&self) -> Instant {
+    pub(crate) fn dwell_deadline(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.shedding_since.load(Ordering::Acquire)) + self.dwell
     }
 
@@ -153,7 +153,7 @@ impl Hysteresis {
     /// the enforcement mode. One compare-and-swap; returns the count after it, or `None` when the
     /// full decision is needed (then call [`acquire`](Self::acquire)).
     #[inline]
-    pub fn try_acquire(&self) -> Option<u32> {
+    pub(crate) fn try_acquire(&self) -> Option<u32> {
         // The shedding flag sits above the count, so this one comparison checks both that the
         // limiter is accepting and that the count stays below high water after this admission.
         let limit = u64::from(self.thresholds.high);
@@ -174,7 +174,7 @@ impl Hysteresis {
 
     /// Tries to take a slot. `critical` callers may use the reserve above the high-water mark;
     /// with `enforce` false every caller is counted and `refused` says what enforcement would do.
-    pub fn acquire(&self, critical: bool, enforce: bool) -> Acquired {
+    pub(crate) fn acquire(&self, critical: bool, enforce: bool) -> Acquired {
         let Thresholds { max, high, low } = self.thresholds;
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -235,7 +235,7 @@ impl Hysteresis {
     /// deferred exit can follow. One compare-and-swap; returns the count after it, or `None` when
     /// the limiter is shedding (then call [`release`](Self::release)).
     #[inline]
-    pub fn try_release(&self) -> Option<u32> {
+    pub(crate) fn try_release(&self) -> Option<u32> {
         let mut word = self.word.load(Ordering::Relaxed);
         while !shedding(word) {
             debug_assert!(count(word) > 0, "release without a slot");
@@ -252,7 +252,7 @@ impl Hysteresis {
     }
 
     /// Gives a slot back.
-    pub fn release(&self) -> Released {
+    pub(crate) fn release(&self) -> Released {
         let low = self.thresholds.low;
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -280,7 +280,7 @@ impl Hysteresis {
 
     /// Leaves the shedding state if the count is at or below low water and the dwell time has
     /// passed; for a timer that fires at the end of a deferred exit.
-    pub fn try_stop_shedding(&self) -> Option<Transition> {
+    pub(crate) fn try_stop_shedding(&self) -> Option<Transition> {
         let low = self.thresholds.low;
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -315,7 +315,7 @@ const PUBLISHING: u64 = 1 << 63;
 /// the state is a read-modify-write too, so either that re-read sees the change, or it
 /// synchronises with the change and the changer's check sees the new publication.
 #[derive(Debug)]
-pub struct Publication {
+pub(crate) struct Publication {
     /// The state word readers were shown, or'ed with [`PUBLISHING`] while somebody publishes.
     shown: AtomicU64,
     step: u64,
@@ -324,7 +324,7 @@ pub struct Publication {
 impl Publication {
     /// Nothing published yet (as if count 0, accepting, were); counts are republished once they
     /// move `step` (at least 1) away from the last publication.
-    pub fn new(step: u32) -> Self {
+    pub(crate) fn new(step: u32) -> Self {
         Self {
             shown: AtomicU64::new(0),
             step: u64::from(step.max(1)),
@@ -334,7 +334,7 @@ impl Publication {
     /// Whether readers need to be shown `count` and `shedding`. No while somebody publishes: the
     /// publisher will read the state again when done.
     #[inline]
-    pub fn is_stale(&self, count: u32, shedding: bool) -> bool {
+    pub(crate) fn is_stale(&self, count: u32, shedding: bool) -> bool {
         let word = pack(count, shedding);
         let shown = self.shown.load(Ordering::Acquire);
         // Counts stay far below 2^32, so words with different flags are far apart: the distance
@@ -346,7 +346,7 @@ impl Publication {
 
     /// Shows the current state of `state` through `show(count, shedding)`, again until it is
     /// stable; returns at once if somebody else is publishing (they will see this caller's change).
-    pub fn publish(&self, state: &Hysteresis, mut show: impl FnMut(u32, bool)) {
+    pub(crate) fn publish(&self, state: &Hysteresis, mut show: impl FnMut(u32, bool)) {
         if self.shown.fetch_or(PUBLISHING, Ordering::Acquire) & PUBLISHING != 0 {
             return;
         }

@@ -16,15 +16,13 @@ use tokio::{
 async fn serve(policy: OverLimitPolicy, mode: EnforcementMode) -> (SocketAddr, LimiterHandle) {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let config = ConnectionLimitConfig {
-        max_connections: 4,
-        high_water: Watermark::count(3),
-        low_water: Watermark::count(1),
-        policy,
-        mode,
-        retry_after: Duration::from_secs(7),
-        ..ConnectionLimitConfig::default()
-    };
+    let mut config = ConnectionLimitConfig::default();
+    config.max_connections = 4;
+    config.high_water = Watermark::count(3);
+    config.low_water = Watermark::count(1);
+    config.policy = policy;
+    config.mode = mode;
+    config.retry_after = Duration::from_secs(7);
     let listener =
         ConnectionLimitListener::with_overload_state(tcp, config, OverloadState::new()).unwrap();
     let handle = listener.handle();
@@ -189,16 +187,18 @@ async fn observe_only_accepts_everything() {
 #[test]
 fn invalid_configuration_is_an_error() {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = ConnectionLimitConfig {
-        max_rejecting: 0,
-        ..ConnectionLimitConfig::default()
+    let config = {
+        let mut config = ConnectionLimitConfig::default();
+        config.max_rejecting = 0;
+        config
     };
     let err = ConnectionLimitListener::new(tcp, config).unwrap_err();
     assert_eq!(err.key(), "max_rejecting");
-    let config = ConnectionLimitConfig {
-        high_water: Watermark::fraction(0.5),
-        low_water: Watermark::fraction(0.7),
-        ..ConnectionLimitConfig::default()
+    let config = {
+        let mut config = ConnectionLimitConfig::default();
+        config.high_water = Watermark::fraction(0.5);
+        config.low_water = Watermark::fraction(0.7);
+        config
     };
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     assert_eq!(

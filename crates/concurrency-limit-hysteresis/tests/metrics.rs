@@ -11,28 +11,8 @@ use metrics_util::{
 };
 use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitLayer, Watermark};
 use palisade_core::{EnforcementMode, OverloadState};
+use palisade_testkit::metrics::value;
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-fn value(
-    snapshot: &[(CompositeKey, DebugValue)],
-    kind: MetricKind,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    snapshot.iter().find_map(|(key, value)| {
-        let key_labels: Vec<(&str, &str)> =
-            key.key().labels().map(|l| (l.key(), l.value())).collect();
-        let same = key.kind() == kind
-            && key.key().name() == name
-            && labels.iter().all(|l| key_labels.contains(l))
-            && key_labels.len() == labels.len();
-        same.then(|| match value {
-            DebugValue::Counter(c) => f64::from(u32::try_from(*c).expect("small test counts")),
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(_) => f64::NAN,
-        })
-    })
-}
 
 async fn run(mode: EnforcementMode) -> Vec<(CompositeKey, DebugValue)> {
     let recorder = DebuggingRecorder::new();

@@ -133,7 +133,7 @@ impl OverloadState {
     ///
     /// # Errors
     ///
-    /// When [`MAX_SOURCES`] publishers are already registered.
+    /// When 16 publishers (the most a state holds) are already registered.
     pub fn register(
         &self,
         name: impl Into<Cow<'static, str>>,

@@ -2,9 +2,9 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, OverloadState};
+use palisade_core::ConfigError;
 
-/// What readiness does while the shared [`OverloadState`] says the server is overloaded.
+/// What readiness does while the shared [`OverloadState`](palisade_core::OverloadState) says the server is overloaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -42,6 +42,7 @@ pub enum OverloadPolicy {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct HealthConfig {
     /// Liveness probe path.
     pub live_path: Cow<'static, str>,

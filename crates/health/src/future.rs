@@ -17,6 +17,7 @@ type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 /// The response future of [`Health`](crate::Health).
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<F, B> {
     #[pin]
     kind: Kind<F, B>,
@@ -100,5 +101,11 @@ where
                 Poll::Ready(Ok(response.map(ResponseBody::fixed)))
             }
         }
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

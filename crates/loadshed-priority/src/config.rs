@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode, OverloadState, Priority};
+use palisade_core::{ConfigError, EnforcementMode, Priority};
 
 /// Which requests a path rule matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub enum HeaderTrust {
 /// `default_priority`.
 ///
 /// **Shedding.** The overload level is the higher of the shared
-/// [`OverloadState`] (published by the concurrency limiter) and this layer's own in-flight count
+/// [`OverloadState`](palisade_core::OverloadState) (published by the concurrency limiter) and this layer's own in-flight count
 /// over `max_queue_depth`; a limiter that reports "overloaded" counts as the ceiling. Between
 /// `threshold` and `ceiling` the band is split in three: `Sheddable` is shed with a probability
 /// rising from `shed_percentage` to 100% across the first third, `SheddablePlus` from 0 to 100%
@@ -98,6 +98,7 @@ pub enum HeaderTrust {
 /// | `critical_sustain` | 100 ms | how long the level must stay in `Critical`'s part before `Critical` is shed; zero sheds it at once; at most 60 s |
 /// | `max_queue_depth` | 100 | requests in flight through this layer that count as level 1.0 |
 /// | `retry_after` | 5 s | `Retry-After` of shed requests |
+/// | `retry_after_jitter` | 0 s | random extra delay added to `Retry-After` |
 /// | `mode` | enforce | `ObserveOnly` classifies, decides and counts, but sheds nothing |
 #[derive(Debug, Clone)]
 #[cfg_attr(
@@ -105,6 +106,7 @@ pub enum HeaderTrust {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct LoadShedConfig {
     /// Paths that are always `CriticalPlus`.
     pub critical_paths: Vec<PathMatch>,

@@ -31,6 +31,6 @@ impl fmt::Debug for Shed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shed")
             .field("priority", &self.priority)
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -74,6 +74,12 @@ impl LoadShedLayer {
     }
 }
 
+impl Default for LoadShedLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LoadShedLayer {
     /// A client layer writing this layer's priority header on outgoing requests, so a downstream
     /// Palisade server classifies them the same way.

@@ -47,6 +47,7 @@ const SECTION: &str = "request_id";
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct RequestIdConfig {
     /// The header that carries the id on requests and responses. Default `x-request-id`.
     pub header: String,
@@ -378,13 +379,13 @@ mod tests {
     use crate::RequestId;
 
     fn err(config: &RequestIdConfig) -> ConfigError {
-        config.build().unwrap_err()
+        RequestIdLayer::from_config(config.clone()).unwrap_err()
     }
 
     #[test]
     fn defaults_build() {
         RequestIdConfig::default().validate().unwrap();
-        let layer = RequestIdConfig::default().build().unwrap();
+        let layer = RequestIdLayer::from_config(RequestIdConfig::default()).unwrap();
         assert_eq!(layer.header_name(), "x-request-id");
     }
 

@@ -3,12 +3,13 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `palisade_request_id_generated_total` | counter | none | requests that arrived without an id (a fresh one was generated) |
-//! | `palisade_request_id_replaced_total` | counter | `reason` = `invalid` \| `untrusted` | incoming ids that were replaced by a fresh id; in observe-only mode, the ids that enforce mode would replace |
+//! | `palisade_request_id_replaced_total` | counter | `reason` = `invalid` \| `untrusted`, `mode` = `enforce` \| `observe_only` | incoming ids that were replaced by a fresh id; with `mode="observe_only"`, the ids that enforce mode would replace |
 //!
 //! Counter handles are registered with the installed recorder at the first request a layer
 //! sees (not when it is built), so install the recorder before serving.
 
 use metrics::{Counter, Unit, counter, describe_counter};
+use palisade_core::EnforcementMode;
 
 /// Requests that arrived without a request id.
 pub const GENERATED_TOTAL: &str = "palisade_request_id_generated_total";
@@ -42,12 +43,13 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn register() -> Self {
+    pub(crate) fn register(mode: EnforcementMode) -> Self {
         describe();
+        let mode = mode.label();
         Self {
             generated: counter!(GENERATED_TOTAL),
-            invalid: counter!(REPLACED_TOTAL, "reason" => Reason::Invalid.as_str()),
-            untrusted: counter!(REPLACED_TOTAL, "reason" => Reason::Untrusted.as_str()),
+            invalid: counter!(REPLACED_TOTAL, "reason" => Reason::Invalid.as_str(), "mode" => mode),
+            untrusted: counter!(REPLACED_TOTAL, "reason" => Reason::Untrusted.as_str(), "mode" => mode),
         }
     }
 

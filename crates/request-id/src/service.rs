@@ -108,7 +108,7 @@ impl Settings {
     }
 
     fn metrics(&self) -> &Metrics {
-        self.metrics.get_or_init(Metrics::register)
+        self.metrics.get_or_init(|| Metrics::register(self.mode))
     }
 
     /// A fresh id; a custom generator's id that fails validation is replaced by a UUID v7.

@@ -519,11 +519,11 @@ async fn metrics_count_generated_and_replaced_ids() {
     send(Some("good-but-untrusted")).await.unwrap();
     assert_eq!(counts.get("palisade_request_id_generated_total"), 2);
     assert_eq!(
-        counts.get("palisade_request_id_replaced_total{reason=invalid}"),
+        counts.get("palisade_request_id_replaced_total{reason=invalid,mode=enforce}"),
         1
     );
     assert_eq!(
-        counts.get("palisade_request_id_replaced_total{reason=untrusted}"),
+        counts.get("palisade_request_id_replaced_total{reason=untrusted,mode=enforce}"),
         1
     );
 
@@ -546,8 +546,8 @@ async fn metrics_count_generated_and_replaced_ids() {
     let response = observe.oneshot(request).await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "kept-anyway");
     assert_eq!(
-        counts.get("palisade_request_id_replaced_total{reason=untrusted}"),
-        2
+        counts.get("palisade_request_id_replaced_total{reason=untrusted,mode=observe_only}"),
+        1
     );
 
     let described = counts.described();

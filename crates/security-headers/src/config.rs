@@ -202,7 +202,7 @@ impl SecurityHeader {
 /// insert = "if_absent"
 /// ```
 ///
-/// `SecurityHeadersConfig` is validated by [`SecurityHeadersConfig::validate`] and turned into a layer by [`SecurityHeadersConfig::build`];
+/// `SecurityHeadersConfig` is validated by [`SecurityHeadersConfig::validate`] and turned into a layer by [`SecurityHeadersLayer::from_config`](crate::SecurityHeadersLayer::from_config);
 /// both return a [`ConfigError`] naming the bad key instead of panicking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
@@ -210,6 +210,7 @@ impl SecurityHeader {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct SecurityHeadersConfig {
     /// Enforce the policy, or only observe it. Default: [`EnforcementMode::Enforce`].
     ///

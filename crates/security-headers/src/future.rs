@@ -15,6 +15,7 @@ use crate::policy::Policy;
 /// The future of [`SecurityHeaders`](crate::SecurityHeaders): the inner future, then the policy
 /// applied to the response's headers. The body is returned unchanged.
 #[pin_project]
+#[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,

@@ -32,7 +32,7 @@
 //!
 //! Custom policies come from [`SecurityHeadersLayer::builder`], [`SecurityHeadersConfig::into_builder`] (any
 //! preset) or a [`SecurityHeadersConfig`] read from a file (feature `serde`), and are validated by
-//! [`SecurityHeadersBuilder::build`] / [`SecurityHeadersConfig::build`], which return a
+//! [`SecurityHeadersBuilder::build`] / [`SecurityHeadersLayer::from_config`], which return a
 //! [`ConfigError`](palisade_core::ConfigError) naming the bad key.
 //!
 //! # The default policy

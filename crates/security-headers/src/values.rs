@@ -1,7 +1,7 @@
 //! The value of each header: small enums for the headers with a fixed vocabulary, validated
 //! strings for the policy headers (CSP, Permissions-Policy, Cache-Control).
 //!
-//! Every type's [`Default`] is the value [`SecurityHeadersConfig::default`](crate::Config::default) uses, so a
+//! Every type's [`Default`] is the value [`SecurityHeadersConfig::default`](crate::SecurityHeadersConfig::default) uses, so a
 //! partially written serde configuration falls back to the documented default.
 
 use std::{borrow::Cow, time::Duration};
@@ -129,8 +129,8 @@ impl FrameOptions {
 /// request Origin header") and so breaks CSRF defences that check `Origin`; [`api`] and
 /// [`strict`] use `no-referrer`.
 ///
-/// [`api`]: crate::Config::api
-/// [`strict`]: crate::Config::strict
+/// [`api`]: crate::SecurityHeadersConfig::api
+/// [`strict`]: crate::SecurityHeadersConfig::strict
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -181,7 +181,7 @@ impl ReferrerPolicy {
 /// popups, which breaks popup-based OAuth and payment flows; [`web_app`] uses
 /// `same-origin-allow-popups` for that reason.
 ///
-/// [`web_app`]: crate::Config::web_app
+/// [`web_app`]: crate::SecurityHeadersConfig::web_app
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -219,7 +219,7 @@ impl CrossOriginOpenerPolicy {
 /// Default: [`SameSite`](Self::SameSite). OWASP and Helmet use `same-origin`, which blocks assets
 /// served from a sibling subdomain or another port (`app.example.com` loading a script from
 /// `api.example.com`, helmet#343, #406); `same-site` still blocks every other site.
-/// [`api`](crate::Config::api) and [`strict`](crate::Config::strict) use `same-origin`.
+/// [`api`](crate::SecurityHeadersConfig::api) and [`strict`](crate::SecurityHeadersConfig::strict) use `same-origin`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "serde",
@@ -252,7 +252,7 @@ impl CrossOriginResourcePolicy {
 /// cross-origin isolated (`SharedArrayBuffer`, precise timers).
 ///
 /// Off by default ([`Insert::LeaveAlone`](crate::Insert::LeaveAlone)) in every preset except
-/// [`strict`](crate::Config::strict): it breaks any page that loads third-party images, scripts,
+/// [`strict`](crate::SecurityHeadersConfig::strict): it breaks any page that loads third-party images, scripts,
 /// fonts or iframes that do not send CORP/CORS (helmet#343, which made Helmet 7 turn it off,
 /// helmet#411). The value used when it is switched on is [`RequireCorp`](Self::RequireCorp)
 /// (OWASP); [`Credentialless`](Self::Credentialless) breaks less.
@@ -358,7 +358,7 @@ impl PermittedCrossDomainPolicies {
 /// object-src 'none'`: OWASP's policy without `upgrade-insecure-requests` (it breaks plain-HTTP
 /// development and intranet hosts, and Safari upgrades even `http://localhost`) and without the
 /// deprecated `block-all-mixed-content`. It blocks inline scripts and styles; server-rendered
-/// pages that need them start from [`SecurityHeadersConfig::web_app`](crate::Config::web_app).
+/// pages that need them start from [`SecurityHeadersConfig::web_app`](crate::SecurityHeadersConfig::web_app).
 ///
 /// Policies given as `&'static str` are inserted without even a reference count per response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -456,7 +456,7 @@ fn join_directive(name: &str, value: &str) -> String {
 /// xr-spatial-tracking=()`. OWASP disables a longer list that includes `fullscreen` (video
 /// players), `publickey-credentials-get` (passkey sign-in), `clipboard-write` (copy buttons) and
 /// `sync-xhr`, which break ordinary apps, plus the retired `interest-cohort` (browsers log
-/// "unrecognized feature"); [`strict`](crate::Config::strict) sends OWASP's list with
+/// "unrecognized feature"); [`strict`](crate::SecurityHeadersConfig::strict) sends OWASP's list with
 /// `browsing-topics` instead of `interest-cohort`. Helmet sends no Permissions-Policy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(transparent))]
@@ -484,12 +484,12 @@ impl PermissionsPolicy {
 /// personal data) out of browser and proxy caches.
 ///
 /// Off ([`Insert::LeaveAlone`](crate::Insert::LeaveAlone)) in [`SecurityHeadersConfig::default`] and
-/// [`web_app`](crate::Config::web_app), whose pages and assets should stay cacheable; on in
-/// [`api`](crate::Config::api) and [`strict`](crate::Config::strict). The value is OWASP's
+/// [`web_app`](crate::SecurityHeadersConfig::web_app), whose pages and assets should stay cacheable; on in
+/// [`api`](crate::SecurityHeadersConfig::api) and [`strict`](crate::SecurityHeadersConfig::strict). The value is OWASP's
 /// `no-store, max-age=0`. Because the default insert mode is set-if-absent, a handler that sets
 /// its own `Cache-Control` keeps it.
 ///
-/// [`SecurityHeadersConfig::default`]: crate::Config::default
+/// [`SecurityHeadersConfig::default`]: crate::SecurityHeadersConfig::default
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(transparent))]
 pub struct CacheControl(pub Cow<'static, str>);

@@ -79,6 +79,7 @@ const MAX_TRACESTATE_LIMIT: usize = 8192;
 )]
 // Independent switches, each documented; an enum per switch would only rename `true`.
 #[allow(clippy::struct_excessive_bools)]
+#[non_exhaustive]
 pub struct TelemetryConfig {
     /// Create a server span per request. Default `true`. Off, the layer does no tracing work at
     /// all: no span, no `traceparent` parsing, no [`TraceId`](crate::TraceId) extension.

@@ -104,8 +104,8 @@
 //! | `http.request.method` | `GET`, `POST`, ... or `_OTHER` |
 //! | `http.request.method_original` | the method as sent, only when `_OTHER` (cut at 64 bytes) |
 //! | `url.path` | the path, without the query |
-//! | `url.scheme` | `http` or `https`: the target's scheme, else [`Config::default_scheme`] |
-//! | `url.query` | only with [`Config::record_query`], sensitive values replaced by `REDACTED` |
+//! | `url.scheme` | `http` or `https`: the target's scheme, else [`TelemetryConfig::default_scheme`] |
+//! | `url.query` | only with [`TelemetryConfig::record_query`], sensitive values replaced by `REDACTED` |
 //! | `http.route` | the axum route template, only when a route matched |
 //! | `http.response.status_code` | the status code (integer) |
 //! | `network.protocol.version` | `1.0`, `1.1`, `2`, `3` |
@@ -114,14 +114,14 @@
 //! | `server.address`, `server.port` | from `Host` (or the HTTP/2 authority); port defaults to the scheme's |
 //! | `error.type` | the status code for 5xx, `response_body_error` when the body fails, the error's type name when the service fails |
 //! | `request_id` | the `palisade-request-id` id, when that layer runs first (or records it, when it runs inside) |
-//! | `http.request.header.<name>`, `http.response.header.<name>` | only the headers in [`Config::request_headers`] / [`Config::response_headers`]; credential headers are refused |
+//! | `http.request.header.<name>`, `http.response.header.<name>` | only the headers in [`TelemetryConfig::request_headers`] / [`TelemetryConfig::response_headers`]; credential headers are refused |
 //!
 //! Status: 5xx sets the span status to error; 4xx leaves it unset (the client's error, not the
 //! server's). The span ends when the response body completes, fails, or is dropped.
 //!
 //! **Parent.** With a valid incoming `traceparent` the server span is the child of that remote
 //! span (and propagates its `tracestate`); otherwise it starts a new trace, even inside another
-//! `tracing` span. [`Config::accept_incoming_context`] turns incoming context off for services
+//! `tracing` span. [`TelemetryConfig::accept_incoming_context`] turns incoming context off for services
 //! at a trust boundary.
 //!
 //! # Metrics
@@ -133,10 +133,10 @@
 //!
 //! # Off means off
 //!
-//! - [`Config::tracing`] off: no span, no header parsing, no extension.
+//! - [`TelemetryConfig::tracing`] off: no span, no header parsing, no extension.
 //! - No subscriber interested in `palisade_telemetry` spans (none installed, or filters below
 //!   the span level): one callsite check, then the same as off.
-//! - [`Config::metrics`] off: no metric work.
+//! - [`TelemetryConfig::metrics`] off: no metric work.
 //! - Both off: the layer passes requests and bodies through.
 //!
 //! There is no observe-only mode: the layer observes and never enforces anything.

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod bench;
+pub mod metrics;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -34,6 +35,7 @@ use tokio::{
 
 /// An axum server on an ephemeral loopback port, with `ConnectInfo<SocketAddr>` available to
 /// layers and graceful shutdown.
+#[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
@@ -93,7 +95,7 @@ impl TestServer {
 }
 
 /// A real HTTP/1.1 client (hyper's pooled client).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Client {
     inner: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
 }

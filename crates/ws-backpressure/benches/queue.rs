@@ -24,7 +24,7 @@ use axum::extract::ws::Message;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::{Sink, SinkExt};
-use palisade_ws_backpressure::{Backpressure, BackpressureConfig, Hub};
+use palisade_ws_backpressure::{Backpressure, Hub};
 use tokio::sync::mpsc;
 
 const BATCH: u64 = 64;

@@ -88,6 +88,7 @@ pub enum OverflowPolicy {
     derive(serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct BackpressureConfig {
     /// The `ws` label of the metrics: which endpoint (or hub) the queues belong to.
     pub name: Cow<'static, str>,
@@ -100,7 +101,7 @@ pub struct BackpressureConfig {
     /// What `try_send` does with data while backpressured.
     pub overflow_policy: OverflowPolicy,
     /// How long a queue may stay backpressured before its client is slow.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub slow_client_threshold: Duration,
     /// What to do with a slow client.
     pub slow_client_action: SlowClientAction,
@@ -109,10 +110,10 @@ pub struct BackpressureConfig {
     /// The close reason sent to a slow client.
     pub slow_client_close_reason: Cow<'static, str>,
     /// The longest `send().await` waits for room.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub send_timeout: Duration,
     /// The longest the writer spends writing a close frame.
-    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration_secs"))]
     pub close_timeout: Duration,
     /// axum's `WebSocketUpgrade::write_buffer_size`, applied by
     /// [`Backpressure::configure`](crate::Backpressure::configure).
@@ -322,19 +323,6 @@ impl BackpressureBuilder {
     /// As [`BackpressureConfig::validate`].
     pub fn build(self) -> Result<crate::Backpressure, ConfigError> {
         crate::Backpressure::from_config(self.config)
-    }
-}
-
-#[cfg(feature = "serde")]
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    /// Durations are written in seconds (`slow_client_threshold = 0.5`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

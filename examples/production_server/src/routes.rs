@@ -26,7 +26,7 @@ pub const MAX_SLOW_MS: u64 = 10_000;
 
 /// One catalogue item.
 #[derive(Debug, Clone, Serialize)]
-pub struct Item {
+pub(crate) struct Item {
     id: u32,
     name: &'static str,
     price_cents: u32,
@@ -51,7 +51,7 @@ const ITEMS: [Item; 3] = [
 ];
 
 /// The application's routes (no middleware).
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     // Two route groups, each in its own bulkhead: a flood of slow /api requests cannot take the
     // slots /admin needs.
     let api = Router::new()
@@ -116,7 +116,7 @@ async fn get_item(Path(id): Path<u32>) -> Response {
 
 /// Query of `/api/slow`.
 #[derive(Debug, Deserialize)]
-pub struct SlowQuery {
+pub(crate) struct SlowQuery {
     /// How long to work, in milliseconds (default 100, at most [`MAX_SLOW_MS`]).
     ms: Option<u64>,
 }

@@ -14,14 +14,14 @@ use tokio::{
 };
 
 /// A server run by `palisade::serve_with_shutdown`.
-pub struct Running {
+pub(crate) struct Running {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<ServeReport>>,
 }
 
 impl Running {
-    pub async fn start(app: Router, config: impl Into<Server>) -> Self {
+    pub(crate) async fn start(app: Router, config: impl Into<Server>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, signal) = oneshot::channel::<()>();
@@ -40,28 +40,28 @@ impl Running {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn shut_down(&mut self) {
+    pub(crate) fn shut_down(&mut self) {
         let _ = self.stop.take().unwrap().send(());
     }
 
-    pub async fn report(self) -> ServeReport {
+    pub(crate) async fn report(self) -> ServeReport {
         self.task.await.unwrap().unwrap()
     }
 }
 
 /// Requests to its route wait until [`release`](Self::release).
 #[derive(Clone)]
-pub struct Hold {
+pub(crate) struct Hold {
     entered: Arc<Semaphore>,
     release: watch::Sender<bool>,
 }
 
 impl Hold {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             entered: Arc::new(Semaphore::new(0)),
             release: watch::channel(false).0,
@@ -69,7 +69,7 @@ impl Hold {
     }
 
     /// A handler that waits for the release.
-    pub fn route(&self) -> axum::routing::MethodRouter {
+    pub(crate) fn route(&self) -> axum::routing::MethodRouter {
         let hold = self.clone();
         get(move || {
             let hold = hold.clone();
@@ -83,11 +83,11 @@ impl Hold {
     }
 
     /// Waits until `n` requests are inside the handler.
-    pub async fn entered(&self, n: u32) {
+    pub(crate) async fn entered(&self, n: u32) {
         self.entered.acquire_many(n).await.unwrap().forget();
     }
 
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.release.send_replace(true);
     }
 }

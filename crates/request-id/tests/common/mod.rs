@@ -15,7 +15,7 @@ use palisade_request_id::{RequestId, RequestIdLayer};
 use serde_json::{Value, json};
 
 /// What the handler saw: the extractor, the request headers, and the current request id.
-pub async fn echo(id: RequestId, headers: HeaderMap) -> Json<Value> {
+pub(crate) async fn echo(id: RequestId, headers: HeaderMap) -> Json<Value> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -31,12 +31,12 @@ pub async fn echo(id: RequestId, headers: HeaderMap) -> Json<Value> {
 }
 
 /// `GET /` answered by [`echo`], behind `layer`.
-pub fn app(layer: RequestIdLayer) -> Router {
+pub(crate) fn app(layer: RequestIdLayer) -> Router {
     Router::new().route("/", get(echo)).layer(layer)
 }
 
 /// Whether `text` is a lower-case hyphenated UUID of `version`.
-pub fn is_uuid(text: &str, version: usize) -> bool {
+pub(crate) fn is_uuid(text: &str, version: usize) -> bool {
     text.len() == 36
         && text == text.to_ascii_lowercase()
         && uuid::Uuid::parse_str(text).is_ok_and(|u| u.get_version_num() == version)
@@ -44,10 +44,10 @@ pub fn is_uuid(text: &str, version: usize) -> bool {
 
 /// A `tracing` writer that keeps everything written, for assertions on log lines.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
@@ -63,7 +63,7 @@ impl io::Write for Captured {
 }
 
 /// A subscriber that writes plain fmt lines (with span fields) into a [`Captured`] buffer.
-pub fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+pub(crate) fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -76,7 +76,7 @@ pub fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
 
 /// A `metrics` recorder that counts, keyed `name{label=value,...}`.
 #[derive(Clone, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     counters: Arc<Mutex<BTreeMap<String, Arc<AtomicU64>>>>,
     described: Arc<Mutex<Vec<String>>>,
 }
@@ -93,14 +93,14 @@ impl metrics::CounterFn for CounterCell {
 }
 
 impl Counts {
-    pub fn get(&self, key: &str) -> u64 {
+    pub(crate) fn get(&self, key: &str) -> u64 {
         self.counters
             .lock()
             .unwrap()
             .get(key)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
-    pub fn described(&self) -> Vec<String> {
+    pub(crate) fn described(&self) -> Vec<String> {
         self.described.lock().unwrap().clone()
     }
 }

@@ -26,19 +26,19 @@ use tracing::{Dispatch, instrument::WithSubscriber};
 
 /// What a receiver got: every export request, in order.
 #[derive(Clone, Default)]
-pub struct Received {
+pub(crate) struct Received {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     notify: Arc<Notify>,
 }
 
 impl Received {
-    pub fn push(&self, request: ExportTraceServiceRequest) {
+    pub(crate) fn push(&self, request: ExportTraceServiceRequest) {
         self.requests.lock().unwrap().push(request);
         self.notify.notify_waiters();
     }
 
     /// Every span received so far, with its resource's `service.name`.
-    pub fn spans(&self) -> Vec<(String, Span)> {
+    pub(crate) fn spans(&self) -> Vec<(String, Span)> {
         let requests = self.requests.lock().unwrap();
         let mut out = Vec::new();
         for request in requests.iter() {
@@ -63,7 +63,7 @@ impl Received {
     /// # Panics
     ///
     /// When they do not arrive, listing what did.
-    pub async fn wait_for(&self, n: usize) -> Vec<Span> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Span> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let notified = self.notify.notified();
@@ -95,7 +95,7 @@ impl TraceService for Receiver {
 }
 
 /// An OTLP/gRPC trace receiver on `127.0.0.1:0`: a real tonic server.
-pub async fn grpc_receiver() -> (SocketAddr, Received) {
+pub(crate) async fn grpc_receiver() -> (SocketAddr, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
@@ -112,7 +112,7 @@ pub async fn grpc_receiver() -> (SocketAddr, Received) {
 /// the server span is created, and in the future), so each test has its own pipeline while the
 /// server runs on any runtime thread.
 #[derive(Clone)]
-pub struct WithDispatchLayer(pub Dispatch);
+pub(crate) struct WithDispatchLayer(pub Dispatch);
 
 impl<S> Layer<S> for WithDispatchLayer {
     type Service = WithDispatchService<S>;
@@ -126,7 +126,7 @@ impl<S> Layer<S> for WithDispatchLayer {
 }
 
 #[derive(Clone)]
-pub struct WithDispatchService<S> {
+pub(crate) struct WithDispatchService<S> {
     inner: S,
     dispatch: Dispatch,
 }
@@ -150,7 +150,7 @@ where
     }
 }
 
-pub fn string_attr(attributes: &[KeyValue], key: &str) -> Option<String> {
+pub(crate) fn string_attr(attributes: &[KeyValue], key: &str) -> Option<String> {
     attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             Value::StringValue(s) => Some(s.clone()),
@@ -159,7 +159,7 @@ pub fn string_attr(attributes: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
-pub fn int_attr(attributes: &[KeyValue], key: &str) -> Option<i64> {
+pub(crate) fn int_attr(attributes: &[KeyValue], key: &str) -> Option<i64> {
     attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             Value::IntValue(i) => Some(*i),
@@ -168,7 +168,7 @@ pub fn int_attr(attributes: &[KeyValue], key: &str) -> Option<i64> {
     })
 }
 
-pub fn string_array_attr(attributes: &[KeyValue], key: &str) -> Option<Vec<String>> {
+pub(crate) fn string_array_attr(attributes: &[KeyValue], key: &str) -> Option<Vec<String>> {
     attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             Value::ArrayValue(array) => Some(
@@ -187,7 +187,7 @@ pub fn string_array_attr(attributes: &[KeyValue], key: &str) -> Option<Vec<Strin
 }
 
 /// Attribute keys and a printable value, for failure messages.
-pub fn attrs(span: &Span) -> HashMap<String, String> {
+pub(crate) fn attrs(span: &Span) -> HashMap<String, String> {
     span.attributes
         .iter()
         .map(|kv| {
@@ -199,7 +199,7 @@ pub fn attrs(span: &Span) -> HashMap<String, String> {
         .collect()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -212,7 +212,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// # Panics
 ///
 /// When there is not exactly one.
-pub fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+pub(crate) fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
     assert_eq!(
         found.len(),

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 /// The running binary, its base URL, and its log lines after the address line.
-pub async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
+pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
         .env("PALISADE_ADDR", "127.0.0.1:0")
         .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
@@ -44,7 +44,7 @@ pub async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) 
     (child, base, rx)
 }
 
-pub fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let pid = child.id().expect("child still running");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
