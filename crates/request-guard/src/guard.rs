@@ -1,0 +1,125 @@
+//! The guard's shared state: the compiled policy, one prepared rejection per reason, the metric
+//! handles. Built once per layer; every service and future holds an `Arc` of it.
+
+use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
+use palisade_core::{ConfigError, EnforcementMode, Rejection, ResponseBody};
+
+use crate::{
+    config::RequestGuardConfig,
+    escape::Escaped,
+    metrics::Metrics,
+    reason::Reason,
+    target::{Finding, Policy, redirect_target},
+};
+
+/// The log target of every refusal.
+const LOG_TARGET: &str = "palisade::request_guard";
+
+#[derive(Debug)]
+pub(crate) struct Guard {
+    pub(crate) policy: Policy,
+    pub(crate) config: RequestGuardConfig,
+    mode: EnforcementMode,
+    /// Indexed by [`Reason::index`].
+    rejections: Box<[Rejection]>,
+    metrics: Metrics,
+}
+
+/// A refusal on its way to a response: small, so the pass-through future stays small.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) finding: Finding,
+    /// The `Location` of a merge-slashes redirect.
+    pub(crate) location: Option<HeaderValue>,
+}
+
+impl Guard {
+    pub(crate) fn new(config: RequestGuardConfig) -> Result<Self, ConfigError> {
+        let policy = config.compile()?;
+        let rejections = Reason::ALL
+            .into_iter()
+            .map(|reason| {
+                Rejection::builder(reason.status(), reason.as_str())
+                    .detail(reason.detail())
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
+        let mode = config.mode;
+        Ok(Self {
+            policy,
+            config,
+            mode,
+            rejections,
+            // Registered (and described) now, so the recorder knows the metric before the first
+            // refusal and per-request counting formats no labels.
+            metrics: Metrics::new(mode),
+        })
+    }
+
+    /// Counts and logs a refusal, once per request. `None` when observe-only mode serves the
+    /// request anyway.
+    #[inline(never)]
+    #[cold]
+    pub(crate) fn refuse(&self, finding: Finding, method: &Method, uri: &Uri) -> Option<Refusal> {
+        let reason = finding.reason();
+        self.metrics.rejected(reason);
+        let target = uri
+            .path_and_query()
+            .map_or(uri.path().as_bytes(), |pq| pq.as_str().as_bytes());
+        let method = Escaped(method.as_str().as_bytes());
+        if !self.mode.enforces() {
+            // Info, not debug: seeing what would be refused is the point of observe-only mode.
+            tracing::info!(
+                target: LOG_TARGET,
+                reason = reason.as_str(),
+                %method,
+                target = %Escaped(target),
+                "request would be refused (observe-only, served)"
+            );
+            return None;
+        }
+        // Debug: scanners send these all day; the metric is the signal, the log the detail.
+        tracing::debug!(
+            target: LOG_TARGET,
+            reason = reason.as_str(),
+            %method,
+            target = %Escaped(target),
+            "request refused"
+        );
+        let location = match finding {
+            Finding::MergeSlashes => {
+                let location =
+                    redirect_target(uri.path().as_bytes(), uri.query().map(str::as_bytes));
+                // The path came from a parsed `Uri`, so this does not fail; if it ever did, the
+                // request is refused with 400 instead of redirected.
+                HeaderValue::from_str(&location).ok()
+            }
+            Finding::Reject(_) => None,
+        };
+        Some(Refusal { finding, location })
+    }
+
+    /// The response for `refusal`.
+    pub(crate) fn response<B>(&self, refusal: Refusal) -> Response<ResponseBody<B>> {
+        match (refusal.finding, refusal.location) {
+            (Finding::MergeSlashes, Some(location)) => {
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                response.headers_mut().insert(header::LOCATION, location);
+                response
+            }
+            (finding, _) => {
+                let reason = finding.reason();
+                let mut response = self.rejections[reason.index()].response();
+                if reason == Reason::MethodNotImplemented {
+                    // RFC 9110 10.2.1: `Allow` may accompany any response; it tells the client
+                    // which methods this server serves at all.
+                    response
+                        .headers_mut()
+                        .insert(header::ALLOW, self.policy.methods.allow_header().clone());
+                }
+                response
+            }
+        }
+    }
+}

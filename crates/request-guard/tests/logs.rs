@@ -1,0 +1,90 @@
+//! Each refusal is logged once, at the documented target and level, with the target escaped and
+//! truncated.
+
+use std::{
+    convert::Infallible,
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use palisade_request_guard::RequestGuardLayer;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+async fn logged(layer: RequestGuardLayer, targets: &[String]) -> String {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let mut svc = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }));
+    for target in targets {
+        let request = Request::get(target.as_str()).body(()).unwrap();
+        svc.ready().await.unwrap().call(request).await.unwrap();
+    }
+    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_escaped_truncated_line_per_refusal() {
+    let long = format!("/{}/%2e%2e", "x".repeat(300));
+    let targets = [
+        "/ok".to_owned(),
+        "/a\\b\"c".to_owned(),
+        long,
+        "/fine".to_owned(),
+    ];
+    let out = logged(RequestGuardLayer::new(), &targets).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("DEBUG palisade::request_guard"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("reason=\"backslash\""), "{}", lines[0]);
+    assert!(lines[0].contains("/a\\x5cb\\x22c"), "{}", lines[0]);
+    assert!(lines[1].contains("reason=\"dot_segment\""), "{}", lines[1]);
+    assert!(lines[1].contains("...(+"), "not truncated: {}", lines[1]);
+    assert!(
+        !lines[1].contains(&"x".repeat(200)),
+        "not truncated: {}",
+        lines[1]
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn observe_only_logs_at_info() {
+    let layer = RequestGuardLayer::builder().observe_only().build().unwrap();
+    let out = logged(layer, &["/a/../b".to_owned()]).await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("INFO palisade::request_guard"), "{out}");
+    assert!(out.contains("observe-only"), "{out}");
+}
