@@ -1,0 +1,307 @@
+//! [`Limiter`]: the state every service of one layer shares, and the decision for one request.
+
+use std::{cell::Cell, collections::HashMap, sync::Arc, time::Duration};
+
+use axum::extract::MatchedPath;
+use http::{HeaderValue, Request, Response, StatusCode};
+use palisade_core::{EnforcementMode, Rejection, ResponseBody, RetryAfter};
+use tokio::time::Instant;
+
+use crate::{
+    backend::{
+        BoxError, Check, Decision, MAX_POLICIES_PER_RULE, Pending, PolicyState, RateLimitBackend,
+    },
+    client_ip::{ClientIp, ClientIpResolver},
+    headers::{self, Fields},
+    key::{Extractor, Key, Lookup, RequestInfo},
+    metrics::PolicyMetrics,
+    policy::Policy,
+    store::LocalStore,
+};
+
+/// The policies of one rule, with the `RateLimit-Policy` field prebuilt.
+pub(crate) struct Rule {
+    pub(crate) policies: Box<[usize]>,
+    pub(crate) policy_field: HeaderValue,
+}
+
+pub(crate) enum Backend {
+    Local(LocalStore),
+    Remote(Arc<dyn RateLimitBackend>),
+}
+
+/// Everything a layer's services share.
+pub(crate) struct Limiter {
+    pub(crate) policies: Box<[Policy]>,
+    pub(crate) extractors: Box<[Extractor]>,
+    pub(crate) metrics: Box<[PolicyMetrics]>,
+    pub(crate) rejections: Box<[Rejection]>,
+    pub(crate) default_rule: Rule,
+    pub(crate) rules: Box<[Rule]>,
+    pub(crate) routes: HashMap<Box<str>, usize>,
+    pub(crate) resolver: ClientIpResolver,
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) backend: Backend,
+    pub(crate) headers: bool,
+    pub(crate) legacy_headers: bool,
+    pub(crate) mode: EnforcementMode,
+    pub(crate) epoch: Instant,
+}
+
+/// The policies that applied to one request (those whose key was present), in rule order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Applied {
+    policies: [u8; MAX_POLICIES_PER_RULE],
+    len: u8,
+    /// All of the rule's policies applied, so its prebuilt field is right.
+    whole_rule: Option<usize>,
+}
+
+impl Applied {
+    fn indices(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.policies[..usize::from(self.len)]
+            .iter()
+            .map(|&i| usize::from(i))
+    }
+}
+
+/// What the service does with a request.
+pub(crate) enum Admission<B> {
+    /// Serve it, adding these fields to the response.
+    Admit(Option<Fields>),
+    /// Answer this instead.
+    Reject(Box<Response<ResponseBody<B>>>),
+    /// Ask again when the backend answers.
+    Later(
+        std::pin::Pin<Box<dyn Future<Output = Result<Decision, BoxError>> + Send>>,
+        Applied,
+    ),
+}
+
+/// The rule index meaning "the default rule".
+const DEFAULT_RULE: usize = usize::MAX;
+
+impl Limiter {
+    fn now(&self) -> u64 {
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    fn rule(&self, index: usize) -> &Rule {
+        if index == DEFAULT_RULE {
+            &self.default_rule
+        } else {
+            &self.rules[index]
+        }
+    }
+
+    fn rule_index<B>(&self, request: &Request<B>) -> usize {
+        if self.routes.is_empty() {
+            return DEFAULT_RULE;
+        }
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|path| self.routes.get(path.as_str()).copied())
+            .unwrap_or(DEFAULT_RULE)
+    }
+
+    /// Decides `request`, and records the client address in its extensions as [`ClientIp`].
+    pub(crate) fn admit<ReqBody, B>(&self, request: &mut Request<ReqBody>) -> Admission<B> {
+        let rule_index = self.rule_index(request);
+        let rule = self.rule(rule_index);
+        let client_ip = Cell::new(Lookup::Pending);
+        let info = RequestInfo::new(request, &self.resolver, &client_ip);
+        let mut applied = Applied {
+            policies: [0; MAX_POLICIES_PER_RULE],
+            len: 0,
+            whole_rule: None,
+        };
+        let admission = match &self.backend {
+            Backend::Local(store) => {
+                let mut pairs = [(0usize, 0u64); MAX_POLICIES_PER_RULE];
+                // Several client-IP policies (per minute, per hour, per day) share one hash.
+                let mut ip_hash = None;
+                for &policy in &rule.policies {
+                    let extractor = &self.extractors[policy];
+                    let hash = if extractor.is_client_ip() {
+                        if let Some(hash) = ip_hash {
+                            hash
+                        } else {
+                            let Some(key) = extractor.extract(&info, self.ipv6_prefix) else {
+                                continue;
+                            };
+                            *ip_hash.insert(store.hash(&key))
+                        }
+                    } else {
+                        let Some(key) = extractor.extract(&info, self.ipv6_prefix) else {
+                            continue;
+                        };
+                        store.hash(&key)
+                    };
+                    pairs[usize::from(applied.len)] = (policy, hash);
+                    applied.push(policy);
+                }
+                match applied.len {
+                    0 => Admission::Admit(None),
+                    // One policy, the common case: no `Decision` to build and copy.
+                    1 => {
+                        let state = store.check_one(pairs[0].0, pairs[0].1, self.now());
+                        self.finish(rule_index, applied, std::slice::from_ref(&state))
+                    }
+                    n => {
+                        let decision = store.check(&pairs[..usize::from(n)], self.now());
+                        self.finish(rule_index, applied, decision.states())
+                    }
+                }
+            }
+            Backend::Remote(backend) => {
+                let mut keys: Vec<(usize, Key)> = Vec::with_capacity(rule.policies.len());
+                for &policy in &rule.policies {
+                    if let Some(key) = self.extractors[policy].extract(&info, self.ipv6_prefix) {
+                        keys.push((policy, key));
+                        applied.push(policy);
+                    }
+                }
+                if keys.is_empty() {
+                    Admission::Admit(None)
+                } else {
+                    let checks: Vec<Check<'_>> = keys
+                        .iter()
+                        .map(|(p, key)| Check::new(&self.policies[*p], key))
+                        .collect();
+                    match backend.check(&checks) {
+                        Pending::Ready(decision) => {
+                            self.finish(rule_index, applied, decision.states())
+                        }
+                        Pending::Later(future) => {
+                            applied.whole_rule = (usize::from(applied.len) == rule.policies.len())
+                                .then_some(rule_index);
+                            Admission::Later(future, applied)
+                        }
+                    }
+                }
+            }
+        };
+        // Handlers see the address the limits counted. Without trusted proxies it is the peer,
+        // which the `ClientIp` extractor falls back to anyway: no extension to allocate.
+        if !self.resolver.trusted().ranges().is_empty() {
+            let ip = match client_ip.get() {
+                Lookup::Done(ip) => ip,
+                Lookup::Pending => self
+                    .resolver
+                    .resolve(request.headers(), request.extensions()),
+            };
+            if let Some(ip) = ip {
+                request.extensions_mut().insert(ClientIp(ip));
+            }
+        }
+        admission
+    }
+
+    /// Counts and answers a decision.
+    pub(crate) fn finish<B>(
+        &self,
+        rule_index: usize,
+        mut applied: Applied,
+        states: &[PolicyState],
+    ) -> Admission<B> {
+        if applied.whole_rule.is_none()
+            && usize::from(applied.len) == self.rule(rule_index).policies.len()
+        {
+            applied.whole_rule = Some(rule_index);
+        }
+        self.conclude(applied, states)
+    }
+
+    /// The answer once the backend has decided (for the asynchronous path).
+    pub(crate) fn conclude<B>(&self, applied: Applied, states: &[PolicyState]) -> Admission<B> {
+        let admitted = states.iter().all(|s| !s.limited);
+        let enforce = self.mode.enforces();
+        for (policy, state) in applied.indices().zip(states) {
+            let metrics = &self.metrics[policy];
+            if admitted {
+                metrics.admitted.increment(1);
+            } else if state.limited {
+                if enforce {
+                    metrics.limited.increment(1);
+                } else {
+                    metrics.limited_observed.increment(1);
+                    tracing::debug!(
+                        policy = self.policies[policy].name(),
+                        "rate limit would refuse this request (observe-only)"
+                    );
+                }
+            }
+        }
+        // Observe-only stays invisible to clients: no fields, so none of them backs off.
+        let fields = (self.headers && enforce).then(|| self.fields(applied, states));
+        if admitted || !enforce {
+            return Admission::Admit(fields);
+        }
+        let (position, wait) = longest_wait(states).unwrap_or((0, Duration::ZERO));
+        let policy = applied.indices().nth(position).unwrap_or(0);
+        let mut response = self.rejections[policy].response_retry_in(wait);
+        if let Some(fields) = fields {
+            fields.apply(response.headers_mut());
+        }
+        Admission::Reject(Box::new(response))
+    }
+
+    fn fields(&self, applied: Applied, states: &[PolicyState]) -> Fields {
+        let policies = applied.indices().map(|i| &self.policies[i]);
+        let policy_field = match applied.whole_rule {
+            Some(rule) => self.rule(rule).policy_field.clone(),
+            None => headers::policy_field(policies.clone()),
+        };
+        Fields::new(policies, states, policy_field, self.legacy_headers)
+    }
+
+    /// A backend failed: serve the request (fail open) and say so.
+    pub(crate) fn fail_open(&self, applied: Applied, error: &BoxError) {
+        tracing::warn!(%error, "rate-limit backend failed; serving the request unchecked");
+        for policy in applied.indices() {
+            self.metrics[policy].backend_error.increment(1);
+        }
+    }
+}
+
+impl Applied {
+    fn push(&mut self, policy: usize) {
+        // At most 255 policies exist in practice; rules hold at most 8 (validated).
+        if let (Ok(policy), Some(slot)) = (
+            u8::try_from(policy),
+            self.policies.get_mut(usize::from(self.len)),
+        ) {
+            *slot = policy;
+            self.len += 1;
+        }
+    }
+}
+
+/// The longest wait among the refusing policies, and the position of that policy.
+fn longest_wait(states: &[PolicyState]) -> Option<(usize, Duration)> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.limited)
+        .max_by_key(|(_, s)| s.retry_after)
+        .map(|(i, s)| (i, s.retry_after))
+}
+
+/// The rejection of one policy: 429 with a problem body that names it.
+pub(crate) fn rejection(policy: &str) -> Result<Rejection, palisade_core::ConfigError> {
+    Rejection::builder(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+        .title("Too Many Requests")
+        .detail(format!(
+            "Rate limit {policy:?} exceeded. Retry after the delay in Retry-After."
+        ))
+        .extension("policy", policy.to_owned())
+        .extension("violated-policies", vec![policy.to_owned()])
+        .retry_after(RetryAfter::new(Duration::from_secs(1)))
+        .build()
+}

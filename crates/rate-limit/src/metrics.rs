@@ -1,0 +1,83 @@
+//! Metric names and handles. Handles are registered once, when the layer is built, so a request
+//! costs an atomic increment; install the metrics recorder (exporter) before building layers.
+//! Labels are the policy name and a fixed outcome, never a key.
+
+use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+
+/// Requests checked, by `policy` and `outcome`: `admitted`, `limited` (refused by this policy),
+/// `limited_observed` (would have been refused, served in observe-only mode), `backend_error`
+/// (the backend failed; served).
+pub const REQUESTS: &str = "palisade_rate_limit_requests_total";
+/// Keys held by the in-memory store, by `policy`.
+pub const KEYS: &str = "palisade_rate_limit_keys";
+/// Keys dropped by the in-memory store, by `policy` and `reason`: `idle` (its bucket was full
+/// again: no decision changes) or `capacity` (the cap was reached with every key live).
+pub const EVICTIONS: &str = "palisade_rate_limit_evictions_total";
+
+pub(crate) fn describe() {
+    describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "Requests checked by a rate-limit policy, by outcome."
+    );
+    describe_gauge!(
+        KEYS,
+        Unit::Count,
+        "Keys held by a rate-limit policy's in-memory store."
+    );
+    describe_counter!(
+        EVICTIONS,
+        Unit::Count,
+        "Keys dropped by a rate-limit policy's in-memory store, by reason."
+    );
+}
+
+/// The request counters of one policy.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyMetrics {
+    pub(crate) admitted: Counter,
+    pub(crate) limited: Counter,
+    pub(crate) limited_observed: Counter,
+    pub(crate) backend_error: Counter,
+}
+
+impl PolicyMetrics {
+    pub(crate) fn new(policy: &str) -> Self {
+        let outcome = |outcome: &'static str| counter!(REQUESTS, "policy" => policy.to_owned(), "outcome" => outcome);
+        Self {
+            admitted: outcome("admitted"),
+            limited: outcome("limited"),
+            limited_observed: outcome("limited_observed"),
+            backend_error: outcome("backend_error"),
+        }
+    }
+}
+
+/// The store metrics of one policy.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreMetrics {
+    pub(crate) keys: Gauge,
+    pub(crate) evicted_idle: Counter,
+    pub(crate) evicted_capacity: Counter,
+}
+
+impl StoreMetrics {
+    pub(crate) fn new(policy: &str) -> Self {
+        Self {
+            keys: gauge!(KEYS, "policy" => policy.to_owned()),
+            evicted_idle: counter!(EVICTIONS, "policy" => policy.to_owned(), "reason" => "idle"),
+            evicted_capacity: counter!(
+                EVICTIONS, "policy" => policy.to_owned(), "reason" => "capacity"
+            ),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn noop() -> Self {
+        Self {
+            keys: Gauge::noop(),
+            evicted_idle: Counter::noop(),
+            evicted_capacity: Counter::noop(),
+        }
+    }
+}
