@@ -19,6 +19,8 @@ use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitConfig, ConnectionLi
 use palisade_core::ConfigError;
 use palisade_health::{DrainConfig, HealthConfig};
 use palisade_loadshed_priority::LoadShedConfig;
+use palisade_rate_limit::RateLimitConfig;
+use palisade_request_guard::RequestGuardConfig;
 use palisade_request_id::RequestIdConfig;
 use palisade_security_headers::SecurityHeadersConfig;
 use palisade_telemetry::TelemetryConfig;
@@ -46,7 +48,9 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[request_id]` | [`palisade_request_id::RequestIdConfig`] | request ids |
 /// | `[telemetry]` | [`palisade_telemetry::TelemetryConfig`] | request spans and HTTP metrics |
 /// | `[security_headers]` | [`palisade_security_headers::SecurityHeadersConfig`] | response security headers |
+/// | `[request_guard]` | [`RequestGuardConfig`] | hostile request targets refused before routing |
 /// | `[health]` | [`HealthConfig`] | probe paths, details, overload policy |
+/// | `[rate_limit]` | [`RateLimitConfig`] | per-client rate limits; off until a policy is defined |
 /// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
 /// | `[load_shed]` | [`LoadShedConfig`] | priority classes and shedding curve |
 /// | `[limits]` | [`RequestLimits`] | request timeout and body size (tower-http) |
@@ -66,8 +70,12 @@ pub struct PalisadeConfig {
     pub telemetry: TelemetryConfig,
     /// Security headers.
     pub security_headers: SecurityHeadersConfig,
+    /// Hostile request targets refused before routing.
+    pub request_guard: RequestGuardConfig,
     /// Health probes.
     pub health: HealthConfig,
+    /// Per-client (or per-key) rate limits. Off while no policy is defined.
+    pub rate_limit: RateLimitConfig,
     /// The global in-flight request limit.
     pub concurrency: ConcurrencyLimitConfig,
     /// Priority load shedding.
@@ -97,8 +105,12 @@ pub struct LayerToggles {
     pub telemetry: bool,
     /// Security headers.
     pub security_headers: bool,
+    /// The request guard.
+    pub request_guard: bool,
     /// Health probes.
     pub health: bool,
+    /// Rate limits (applied only when `[rate_limit]` defines a policy).
+    pub rate_limit: bool,
     /// The global in-flight limit.
     pub concurrency: bool,
     /// Priority load shedding.
@@ -116,7 +128,9 @@ impl Default for LayerToggles {
             request_id: true,
             telemetry: true,
             security_headers: true,
+            request_guard: true,
             health: true,
+            rate_limit: true,
             concurrency: true,
             load_shed: true,
             timeout: true,
@@ -399,7 +413,15 @@ impl PalisadeConfig {
         self.security_headers
             .validate()
             .map_err(|e| e.within("security_headers"))?;
+        self.request_guard
+            .validate()
+            .map_err(|e| e.within("request_guard"))?;
         self.health.validate().map_err(|e| e.within("health"))?;
+        if self.rate_limit.is_configured() {
+            self.rate_limit
+                .validate()
+                .map_err(|e| e.within("rate_limit"))?;
+        }
         self.concurrency
             .validate()
             .map_err(|e| e.within("concurrency"))?;
@@ -465,6 +487,8 @@ impl PalisadeConfig {
         self.server.connections.mode = ObserveOnly;
         self.request_id.mode = ObserveOnly;
         self.security_headers.mode = ObserveOnly;
+        self.request_guard.mode = ObserveOnly;
+        self.rate_limit.mode = ObserveOnly;
         self.health.overload = palisade_health::OverloadPolicy::Warn;
         self.concurrency.mode = ObserveOnly;
         self.load_shed.mode = ObserveOnly;

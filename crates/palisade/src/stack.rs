@@ -15,6 +15,8 @@ use palisade_concurrency_limit_hysteresis::{
 use palisade_core::{ConfigError, OverloadState};
 use palisade_health::{Check, HealthBuilder, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
+use palisade_rate_limit::RateLimitLayer;
+use palisade_request_guard::RequestGuardLayer;
 use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
@@ -131,6 +133,16 @@ impl StackBuilder {
                 .overload_state(overload.clone())
                 .build()
         })?;
+        let request_guard = layer(on.request_guard, "request_guard", || {
+            RequestGuardLayer::from_config(config.request_guard.clone())
+        })?;
+        // Off until `[rate_limit]` defines a policy: limits are a contract with clients, with no
+        // default a service could be assumed to want.
+        let rate_limit = layer(
+            on.rate_limit && config.rate_limit.is_configured(),
+            "rate_limit",
+            || RateLimitLayer::from_config(config.rate_limit.clone()),
+        )?;
         let concurrency = layer(on.concurrency, "concurrency", || {
             ConcurrencyLimitBuilder::from(config.concurrency.clone())
                 .overload_state(overload.clone())
@@ -161,9 +173,11 @@ impl StackBuilder {
         Ok(Stack {
             layers: Layers {
                 request_id,
-                telemetry,
                 security_headers,
+                request_guard,
+                telemetry,
                 health: on.health.then(|| health.clone()),
+                rate_limit,
                 load_shed,
                 concurrency,
                 body_limit: on
@@ -216,9 +230,11 @@ fn layer<T>(
 /// let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
 ///     ServiceBuilder::new()
 ///         .layer(Optional(layers.request_id))
-///         .layer(Optional(layers.telemetry))
 ///         .layer(Optional(layers.security_headers))
+///         .layer(Optional(layers.request_guard))
+///         .layer(Optional(layers.telemetry))
 ///         .layer(Optional(layers.health))
+///         .layer(Optional(layers.rate_limit))
 ///         .layer(middleware::from_fn(audit))
 ///         .layer(Optional(layers.load_shed))
 ///         .layer(Optional(layers.concurrency))
@@ -229,14 +245,18 @@ fn layer<T>(
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Layers {
-    /// Request ids (`[request_id]`).
+    /// Request ids (`[request_id]`); before routing.
     pub request_id: Option<RequestIdLayer>,
-    /// Spans and HTTP metrics (`[telemetry]`).
-    pub telemetry: Option<TelemetryLayer>,
-    /// Security headers (`[security_headers]`).
+    /// Security headers (`[security_headers]`); before routing.
     pub security_headers: Option<SecurityHeadersLayer>,
+    /// The request guard (`[request_guard]`); before routing.
+    pub request_guard: Option<RequestGuardLayer>,
+    /// Spans and HTTP metrics (`[telemetry]`); after routing, which names the route.
+    pub telemetry: Option<TelemetryLayer>,
     /// Health probes (`[health]`).
     pub health: Option<HealthLayer>,
+    /// Rate limits (`[rate_limit]`), when a policy is defined.
+    pub rate_limit: Option<RateLimitLayer>,
     /// Priority load shedding (`[load_shed]`).
     pub load_shed: Option<LoadShedLayer>,
     /// The in-flight limit (`[concurrency]`).
@@ -256,14 +276,17 @@ pub struct Layers {
 /// | order | layer | why here |
 /// |---|---|---|
 /// | listener | connection limit ([`serve`](crate::serve)) | refuse sockets before any HTTP work |
-/// | 1 | request id | every response, rejections included, carries the id |
-/// | 2 | telemetry | a span and a duration for everything, rejections included (the span records the request id) |
-/// | 3 | security headers | on every response, rejections included |
-/// | 4 | health probes | answered here: never limited, never shed |
-/// | 5 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
-/// | 6 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
-/// | 7 | body limit, timeout (tower-http) | bound each admitted request |
-/// | per route | bulkhead, circuit breaker | [`bulkhead`](Self::bulkhead), [`circuit_breaker`](Self::circuit_breaker) with `Router::route_layer` |
+/// | 1 | request id | every response, refusals included, carries the id |
+/// | 2 | security headers | on every response, refusals included |
+/// | 3 | request guard | hostile targets refused before routing, so no route ever sees one |
+/// | routing | axum's router | names the route template the layers below label and key by |
+/// | 4 | telemetry | a span and a duration for every routed request, refusals below included (the span records the request id) |
+/// | 5 | health probes | answered here: never rate-limited, never limited, never shed |
+/// | 6 | rate limits | per-client fairness (`429`) before capacity protection (`503`); only when `[rate_limit]` defines a policy |
+/// | 7 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
+/// | 8 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
+/// | 9 | body limit, timeout (tower-http) | bound each admitted request |
+/// | per route | bulkhead, circuit breaker, rate limit | [`bulkhead`](Self::bulkhead), [`circuit_breaker`](Self::circuit_breaker) with `Router::route_layer` |
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -304,24 +327,31 @@ impl Stack {
 
     /// Wraps `router` in every layer that is on, in the documented order. The layers' state is
     /// shared: applying the stack to two routers makes them share one limit.
-    pub fn apply<S>(&self, router: Router<S>) -> Router<S>
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        // One `Router::layer` call for the whole stack: axum boxes once per call (see
-        // `optional.rs`). `ServiceBuilder` lists layers outermost first.
+    pub fn apply(&self, router: Router) -> Router {
         let layers = self.layers.clone();
-        router.layer(
+        // After routing (one `Router::layer` call: axum boxes once per call, see `optional.rs`),
+        // where the route template is known: telemetry labels by it, and rate limits and
+        // bulkheads may be per route. `ServiceBuilder` lists layers outermost first.
+        let after_routing = router.layer(
             ServiceBuilder::new()
-                .layer(Optional(layers.request_id))
                 .layer(Optional(layers.telemetry))
-                .layer(Optional(layers.security_headers))
                 .layer(Optional(layers.health))
+                .layer(Optional(layers.rate_limit))
                 .layer(Optional(layers.load_shed))
                 .layer(Optional(layers.concurrency))
                 .layer(Optional(layers.body_limit))
                 // Innermost: tower-http's timeout needs the router's own (defaultable) body.
                 .layer(Optional(layers.timeout)),
+        );
+        // Before routing: the whole router is the service these wrap, so a hostile target is
+        // refused before any route sees it, and every answer (refusals included) carries the
+        // request id and the security headers.
+        Router::new().fallback_service(
+            ServiceBuilder::new()
+                .layer(Optional(layers.request_id))
+                .layer(Optional(layers.security_headers))
+                .layer(Optional(layers.request_guard))
+                .service(after_routing),
         )
     }
 

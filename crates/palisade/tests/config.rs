@@ -246,6 +246,8 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     assert_eq!(example.security_headers, defaults.security_headers);
     assert_eq!(example.telemetry, defaults.telemetry);
     assert_eq!(example.websocket, defaults.websocket);
+    assert_eq!(example.request_guard, defaults.request_guard);
+    assert_eq!(example.rate_limit, defaults.rate_limit);
 }
 
 #[test]

@@ -266,3 +266,75 @@ async fn layers_switched_off_are_absent() {
     assert!(response.header("x-content-type-options").is_none());
     assert_eq!(client.get(&server.url("/health/live")).await.status, 404);
 }
+
+#[tokio::test]
+async fn hostile_targets_are_refused_before_routing_with_the_id_and_headers() {
+    let stack = small(PalisadeConfig::default());
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    // A wildcard route that would match every one of these targets if the router saw it.
+    let routes = Router::new().route(
+        "/{*rest}",
+        get(move || async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "reached"
+        }),
+    );
+    let server = Running::start(stack.apply(routes), stack.server()).await;
+    for target in ["/..%2f..%2fetc/passwd", "/a/%2e%2e/b", "/a%00b", "//x"] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer =
+            palisade_testkit::raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(5))
+                .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+        assert!(answer.contains("application/problem+json"), "{target}");
+        assert!(answer.contains("x-request-id: "), "{target}: no request id");
+        assert!(
+            answer.contains("x-content-type-options: nosniff"),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no hostile request reached a handler"
+    );
+    // Clean paths pass.
+    assert_eq!(Client::new().get(&server.url("/a..b/c")).await.status, 200);
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_configured_rate_limit_answers_429_before_capacity_and_never_limits_probes() {
+    let config = PalisadeConfig::from_toml(
+        r#"
+        [rate_limit]
+        default_policies = ["per_ip"]
+        [rate_limit.policies.per_ip]
+        rate = 2
+        period = 60
+        "#,
+    )
+    .unwrap();
+    let stack = small(config);
+    let hold = Hold::new();
+    let server = Running::start(app(&stack, &hold), stack.server()).await;
+    let client = Client::new();
+    assert_eq!(client.get(&server.url("/")).await.status, 200);
+    assert_eq!(client.get(&server.url("/")).await.status, 200);
+    let limited = client.get(&server.url("/")).await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.header("ratelimit").is_some());
+    assert_marked(&limited, "rate limit refusal");
+    for _ in 0..5 {
+        assert_eq!(client.get(&server.url("/health/live")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn without_a_policy_there_is_no_rate_limit() {
+    let stack = small(PalisadeConfig::default());
+    assert!(stack.layers().rate_limit.is_none());
+    assert!(stack.layers().request_guard.is_some());
+}

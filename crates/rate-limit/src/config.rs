@@ -253,6 +253,12 @@ impl RateLimitConfig {
         self.plan().map(|_| ())
     }
 
+    /// Whether any policy is defined: a stack that reads this section from a file builds the
+    /// layer only then, so a service without a `[rate_limit]` section runs unlimited.
+    pub fn is_configured(&self) -> bool {
+        !self.policies.is_empty()
+    }
+
     pub(crate) fn plan(&self) -> Result<Plan, ConfigError> {
         if self.policies.is_empty() {
             return Err(ConfigError::new("policies", "define at least one policy"));

@@ -120,12 +120,14 @@ pub struct RequestGuardBuilder {
     config: RequestGuardConfig,
 }
 
-impl RequestGuardBuilder {
-    /// A builder starting from `config`.
-    pub fn from_config(config: RequestGuardConfig) -> Self {
+/// A builder starting from `config`, for a configuration read from a file.
+impl From<RequestGuardConfig> for RequestGuardBuilder {
+    fn from(config: RequestGuardConfig) -> Self {
         Self { config }
     }
+}
 
+impl RequestGuardBuilder {
     /// Enforce or only observe. Default enforce.
     pub fn mode(mut self, mode: EnforcementMode) -> Self {
         self.config.mode = mode;

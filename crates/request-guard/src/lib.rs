@@ -69,7 +69,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `palisade_request_guard_rejected_total` | counter | `reason` ([`Reason::as_str`]; `<reason>_observed` in observe-only mode) |
+//! | `palisade_request_guard_rejected_total` | counter | `reason` ([`Reason::as_str`]), `mode` (`enforce`, or `observe_only`: counted but served) |
 //!
 //! A redirect of `//` counts as `double_slash`. Metric handles are registered (and described) when
 //! the layer is built: install the recorder first. Each refusal is logged once, with `tracing`

@@ -7,8 +7,8 @@ use palisade_core::EnforcementMode;
 
 use crate::reason::Reason;
 
-/// Requests refused, by `reason` ([`Reason::as_str`]); in observe-only mode the reason carries an
-/// `_observed` suffix (`dot_segment_observed`): counted and logged, but served.
+/// Requests refused, by `reason` ([`Reason::as_str`]) and `mode` (`enforce`, or `observe_only`:
+/// counted and logged, but served).
 pub const REJECTED: &str = "palisade_request_guard_rejected_total";
 
 pub(crate) struct Metrics {
@@ -27,18 +27,12 @@ impl Metrics {
         describe_counter!(
             REJECTED,
             Unit::Count,
-            "Requests refused by the request guard, by reason (suffixed _observed when observe-only mode served them)."
+            "Requests refused by the request guard, by reason (mode=observe_only: counted but served)."
         );
+        let mode = mode.label();
         let rejected = Reason::ALL
             .into_iter()
-            .map(|reason| {
-                let label = if mode.enforces() {
-                    reason.as_str()
-                } else {
-                    reason.observed_label()
-                };
-                metrics::counter!(REJECTED, "reason" => label)
-            })
+            .map(|reason| metrics::counter!(REJECTED, "reason" => reason.as_str(), "mode" => mode))
             .collect();
         Self { rejected }
     }

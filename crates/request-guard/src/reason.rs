@@ -89,28 +89,6 @@ impl Reason {
         }
     }
 
-    /// The metric label of a refusal that observe-only mode let through. Static strings, so that
-    /// counting allocates nothing.
-    pub(crate) const fn observed_label(self) -> &'static str {
-        match self {
-            Self::DotSegment => "dot_segment_observed",
-            Self::EncodedSlash => "encoded_slash_observed",
-            Self::Backslash => "backslash_observed",
-            Self::DoubleSlash => "double_slash_observed",
-            Self::DoubleEncoding => "double_encoding_observed",
-            Self::NullByte => "null_byte_observed",
-            Self::ControlCharacter => "control_character_observed",
-            Self::InvalidPercentEncoding => "invalid_percent_encoding_observed",
-            Self::InvalidUtf8 => "invalid_utf8_observed",
-            Self::PathParameter => "path_parameter_observed",
-            Self::InvalidTarget => "invalid_target_observed",
-            Self::UriTooLong => "uri_too_long_observed",
-            Self::QueryTooLong => "query_too_long_observed",
-            Self::MethodNotImplemented => "method_not_implemented_observed",
-            Self::DeniedPath => "denied_path_observed",
-        }
-    }
-
     /// The reason with this stable name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == name)
@@ -173,10 +151,6 @@ mod tests {
         for (i, reason) in Reason::ALL.into_iter().enumerate() {
             assert_eq!(reason.index(), i);
             assert_eq!(Reason::from_name(reason.as_str()), Some(reason));
-            assert_eq!(
-                reason.observed_label(),
-                format!("{}_observed", reason.as_str())
-            );
             assert!(reason.status().is_client_error() || reason == Reason::MethodNotImplemented);
         }
         assert_eq!(Reason::from_name("nope"), None);

@@ -19,12 +19,12 @@ type Snapshot = Vec<(
     DebugValue,
 )>;
 
-fn counter(snapshot: &Snapshot, reason: &str) -> Option<u64> {
+fn counter(snapshot: &Snapshot, reason: &str, mode: &str) -> Option<u64> {
     snapshot.iter().find_map(|(key, _, _, value)| {
         let labels: Vec<(&str, &str)> = key.key().labels().map(|l| (l.key(), l.value())).collect();
         let same = key.kind() == MetricKind::Counter
             && key.key().name() == REJECTED
-            && labels == [("reason", reason)];
+            && labels == [("reason", reason), ("mode", mode)];
         match value {
             DebugValue::Counter(c) if same => Some(*c),
             _ => None,
@@ -70,12 +70,12 @@ const TARGETS: &[&str] = &[
 async fn refusals_are_counted_by_reason() {
     let (snapshot, statuses) = run(false, TARGETS).await;
     assert_eq!(statuses, [200, 400, 400, 400, 400, 200]);
-    assert_eq!(counter(&snapshot, "dot_segment"), Some(2));
-    assert_eq!(counter(&snapshot, "encoded_slash"), Some(1));
-    assert_eq!(counter(&snapshot, "null_byte"), Some(1));
+    assert_eq!(counter(&snapshot, "dot_segment", "enforce"), Some(2));
+    assert_eq!(counter(&snapshot, "encoded_slash", "enforce"), Some(1));
+    assert_eq!(counter(&snapshot, "null_byte", "enforce"), Some(1));
     // Registered at build time, so every reason is exported from the start, at zero.
-    assert_eq!(counter(&snapshot, "backslash"), Some(0));
-    assert_eq!(counter(&snapshot, "dot_segment_observed"), None);
+    assert_eq!(counter(&snapshot, "backslash", "enforce"), Some(0));
+    assert_eq!(counter(&snapshot, "dot_segment", "observe_only"), None);
     // Described when the layer was built, so the exposition has HELP and a unit.
     let (_, unit, description, _) = snapshot
         .iter()
@@ -86,10 +86,10 @@ async fn refusals_are_counted_by_reason() {
 }
 
 #[tokio::test]
-async fn observe_only_counts_with_the_observed_suffix_and_serves() {
+async fn observe_only_counts_under_its_mode_and_serves() {
     let (snapshot, statuses) = run(true, TARGETS).await;
     assert_eq!(statuses, [200; 6]);
-    assert_eq!(counter(&snapshot, "dot_segment_observed"), Some(2));
-    assert_eq!(counter(&snapshot, "encoded_slash_observed"), Some(1));
-    assert_eq!(counter(&snapshot, "dot_segment"), None);
+    assert_eq!(counter(&snapshot, "dot_segment", "observe_only"), Some(2));
+    assert_eq!(counter(&snapshot, "encoded_slash", "observe_only"), Some(1));
+    assert_eq!(counter(&snapshot, "dot_segment", "enforce"), None);
 }

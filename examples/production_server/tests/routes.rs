@@ -22,7 +22,14 @@ fn requests(state: &AppState) -> &LimiterHandle {
 }
 
 async fn start() -> (TestServer, Client, AppState) {
-    let (stack, state) = demo(&OverloadState::new());
+    start_with(|_| {}).await
+}
+
+/// The example's server with its configuration adjusted by `adjust`.
+async fn start_with(adjust: impl FnOnce(&mut PalisadeConfig)) -> (TestServer, Client, AppState) {
+    let mut config = PalisadeConfig::from_toml(DEMO_CONFIG).expect("the demo config is valid");
+    adjust(&mut config);
+    let (stack, state) = build(config, &OverloadState::new()).expect("valid stack");
     (
         TestServer::start(app(&stack, state.clone())).await,
         Client::new(),
@@ -138,7 +145,9 @@ async fn flaky_fails_and_heals_on_demand() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_503_and_recovers_when_requests_go_away() {
-    let (server, client, state) = start().await;
+    // One test client sends all the load: without its per-client rate limit, which would answer
+    // 429 before the server is ever overloaded.
+    let (server, client, state) = start_with(|config| config.layers.rate_limit = false).await;
     // 45 slow requests of the default class (critical): the shedder starts shedding critical
     // requests from 35 in flight (70% of the limit), so between 35 and 40 of them are admitted.
     let slow: Vec<_> = (0..45)
@@ -371,4 +380,40 @@ fn the_demo_config_spells_out_the_api_security_preset() {
         config.security_headers,
         palisade::security_headers::SecurityHeadersConfig::api()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_is_rate_limited_with_429_and_the_ietf_fields() {
+    let (server, client, _state) = start().await;
+    // The example allows each client IP 20 requests a second with bursts of 40.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(client.get(&server.url("/api/items")).await);
+    }
+    let ok = statuses.iter().filter(|r| r.status == 200).count();
+    assert!((40..=45).contains(&ok), "{ok} admitted of 60");
+    let limited = statuses.iter().find(|r| r.status == 429).expect("a 429");
+    assert_eq!(limited.json()["reason"], "quota_exceeded");
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert!(
+        limited
+            .header("ratelimit-policy")
+            .unwrap()
+            .contains("\"per_ip\";q=20;w=1"),
+        "{:?}",
+        limited.header("ratelimit-policy")
+    );
+    assert!(
+        limited
+            .header("ratelimit")
+            .unwrap()
+            .starts_with("\"per_ip\";r=0")
+    );
+    // The refusal carries the request id and the security headers like any answer.
+    assert_eq!(limited.header("x-request-id").map(str::len), Some(36));
+    assert!(limited.header("content-security-policy").is_some());
+    // Probes are answered before the limit.
+    assert_eq!(client.get(&server.url("/health/live")).await.status, 200);
+    server.shutdown().await;
 }
