@@ -84,7 +84,7 @@ fn documents_are_a_deployment_and_a_service_with_matching_labels() {
 }
 
 #[test]
-fn probes_use_the_default_paths_on_the_server_port() {
+fn probes_use_the_default_paths_on_the_operations_port() {
     let docs = documents();
     let c = container(&docs);
     let ports = c["ports"].as_vec().expect("ports");
@@ -93,6 +93,11 @@ fn probes_use_the_default_paths_on_the_server_port() {
         .find(|p| p["name"].as_str() == Some("http"))
         .expect("a port named http");
     assert_eq!(int(&http["containerPort"], "containerPort"), 8080);
+    let ops = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("ops"))
+        .expect("a port named ops");
+    assert_eq!(int(&ops["containerPort"], "containerPort"), 9090);
     for (probe, path) in [
         ("livenessProbe", DEFAULT_LIVE_PATH),
         ("readinessProbe", DEFAULT_READY_PATH),
@@ -100,7 +105,8 @@ fn probes_use_the_default_paths_on_the_server_port() {
     ] {
         let get = &c[probe]["httpGet"];
         assert_eq!(str_of(&get["path"], probe), path, "{probe}");
-        assert_eq!(str_of(&get["port"], probe), "http", "{probe}");
+        // Off the public port: a flood there must not fail the kubelet's probes.
+        assert_eq!(str_of(&get["port"], probe), "ops", "{probe}");
     }
     let env = c["env"].as_vec().expect("env");
     let addr = env
@@ -111,6 +117,14 @@ fn probes_use_the_default_paths_on_the_server_port() {
         str_of(&addr["value"], "PALISADE_ADDR"),
         "0.0.0.0:8080",
         "the kubelet probes the pod IP, so the server listens on every interface, port 8080"
+    );
+    let ops_addr = env
+        .iter()
+        .find(|e| e["name"].as_str() == Some("PALISADE_OPS_ADDR"))
+        .expect("PALISADE_OPS_ADDR set");
+    assert_eq!(
+        str_of(&ops_addr["value"], "PALISADE_OPS_ADDR"),
+        "0.0.0.0:9090"
     );
     let service_port = &of_kind(&docs, "Service")["spec"]["ports"][0];
     assert_eq!(str_of(&service_port["targetPort"], "targetPort"), "http");

@@ -195,6 +195,7 @@ impl RequestLimits {
 /// | `max_headers` | 100 | header fields per request; more is answered `431` (100 is hyper's default; any other value costs a heap allocation per request) |
 /// | `connections` | max 10 000 | the connection limit on the listener ([`ConnectionLimitConfig`]) |
 /// | `drain` | 5 s / 20 s | the shutdown sequence ([`DrainConfig`]: propagation delay, deadline) |
+/// | `ops` | none | the operations listener ([`OpsConfig`]: probes, `/metrics`, admin routes on their own port) |
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -218,6 +219,35 @@ pub struct ServerConfig {
     pub connections: ConnectionLimitConfig,
     /// The shutdown sequence.
     pub drain: DrainConfig,
+    /// The operations listener.
+    pub ops: OpsConfig,
+}
+
+/// The operations listener: a second address that serves the probes, `/metrics` and the routes
+/// the application puts there (admin controls), outside the public listener's connection limit
+/// and every limiting layer, so the kubelet's probes and the scraper are answered even while the
+/// public port is saturated, and operators' routes are not reachable from the public port.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `addr` | none (off) | where it listens (`PALISADE_OPS_ADDR` overrides), e.g. `0.0.0.0:9090` |
+/// | `public_probes` | true | whether the public port answers the probes too; false serves them on the operations port only |
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Where the operations listener listens; none for no operations listener.
+    pub addr: Option<SocketAddr>,
+    /// Whether the public port answers the probes too.
+    pub public_probes: bool,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            public_probes: true,
+        }
+    }
 }
 
 /// The default listening address.
@@ -241,6 +271,7 @@ impl Default for ServerConfig {
             max_headers: 100,
             connections: ConnectionLimitConfig::default(),
             drain: DrainConfig::default(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -454,6 +485,8 @@ fn env_overrides() -> EnvOverrides {
     EnvOverrides(Env::prefixed(ENV_PREFIX).filter_map(|key| {
         if key == "addr" {
             Some("server.addr".into())
+        } else if key == "ops_addr" {
+            Some("server.ops.addr".into())
         } else if key.as_str().contains("__") {
             Some(key.as_str().replace("__", ".").to_ascii_lowercase().into())
         } else {
@@ -467,6 +500,9 @@ impl Provider for EnvOverrides {
         Metadata::named("the environment").interpolater(|_: &Profile, keys: &[&str]| {
             if keys == ["server", "addr"] {
                 return format!("{ENV_PREFIX}ADDR");
+            }
+            if keys == ["server", "ops", "addr"] {
+                return format!("{ENV_PREFIX}OPS_ADDR");
             }
             let keys: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
             format!("{ENV_PREFIX}{}", keys.join("__"))

@@ -37,15 +37,17 @@
 //! | [`ws`] | `palisade-ws-backpressure` | WebSocket send queues bounded in bytes and messages, overflow and slow-client policies, a broadcast hub |
 //! | [`telemetry`] | `palisade-telemetry` | OpenTelemetry server spans with W3C trace context, OTLP export, semconv Prometheus metrics, `/metrics` |
 
+pub mod admin;
 mod config;
 mod optional;
 pub mod preset;
 mod serve;
 mod stack;
 
+pub use admin::{ADMIN_TOKEN_ENV, AdminTokenLayer};
 pub use config::{
     CONFIG_FILE_ENV, DEFAULT_ADDR, ENV_PREFIX, LayerToggles, LoadError, MIN_HEADER_BYTES,
-    PalisadeConfig, RequestLimits, ServerConfig,
+    OpsConfig, PalisadeConfig, RequestLimits, ServerConfig,
 };
 pub use optional::{Optional, OptionalFuture, OptionalService};
 pub use palisade_bulkhead as bulkhead;

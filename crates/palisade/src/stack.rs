@@ -170,13 +170,16 @@ impl StackBuilder {
             .health(health.handle())
             .overload_state(overload.clone())
             .connection_limit(on.connection_limit);
-        Ok(Stack {
+        // With an operations listener, the public port may leave the probes to it.
+        let ops = config.server.ops.addr.is_some();
+        let public_probes = on.health && (!ops || config.server.ops.public_probes);
+        let mut stack = Stack {
             layers: Layers {
                 request_id,
                 security_headers,
                 request_guard,
                 telemetry,
-                health: on.health.then(|| health.clone()),
+                health: public_probes.then(|| health.clone()),
                 rate_limit,
                 load_shed,
                 concurrency,
@@ -191,11 +194,17 @@ impl StackBuilder {
                 }),
             },
             health: health.handle(),
+            health_layer: health,
             bulkheads,
             circuit_breakers,
             server,
             overload,
-        })
+        };
+        if ops {
+            // The probes alone until the application adds its operators' routes.
+            stack.server = stack.server.clone().ops(stack.ops(Router::new()));
+        }
+        Ok(stack)
     }
 }
 
@@ -312,6 +321,8 @@ pub struct Layers {
 pub struct Stack {
     layers: Layers,
     health: HealthHandle,
+    /// The probes, for the operations listener even when the public port does not answer them.
+    health_layer: HealthLayer,
     bulkheads: BTreeMap<String, BulkheadLayer>,
     circuit_breakers: BTreeMap<String, Breaker>,
     server: Server,
@@ -352,6 +363,32 @@ impl Stack {
                 .layer(Optional(layers.security_headers))
                 .layer(Optional(layers.request_guard))
                 .service(after_routing),
+        )
+    }
+
+    /// `routes` for the operations listener (`[server.ops] addr`): the stack's probes and request
+    /// ids around them, and nothing that limits: no connection limit, no rate limit, no shedding.
+    /// Serve them with [`Server::ops`](crate::Server::ops):
+    ///
+    /// ```
+    /// use axum::{Router, routing::post};
+    /// use palisade::{PalisadeConfig, Stack};
+    ///
+    /// let config = PalisadeConfig::from_toml("[server.ops]\naddr = \"127.0.0.1:9090\"").unwrap();
+    /// let stack = Stack::builder()
+    ///     .config(config)
+    ///     .overload_state(palisade::core::OverloadState::new())
+    ///     .build()
+    ///     .unwrap();
+    /// let admin = Router::new().route("/admin/reset", post(|| async { "reset" }));
+    /// let server = stack.server().ops(stack.ops(admin));
+    /// # let _ = server;
+    /// ```
+    pub fn ops(&self, routes: Router) -> Router {
+        routes.layer(
+            ServiceBuilder::new()
+                .layer(Optional(self.layers.request_id.clone()))
+                .layer(self.health_layer.clone()),
         )
     }
 

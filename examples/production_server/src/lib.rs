@@ -10,26 +10,28 @@
 //! | `GET /api/items`, `GET /api/items/{id}` | JSON catalogue |
 //! | `GET /api/slow?ms=N` | sleeps `N` ms (at most 10 000): load for the limiters |
 //! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken), behind the `dependency` circuit breaker (503 + `Retry-After` while open) |
-//! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it |
+//! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it (operators' routes: on the operations port when `PALISADE_OPS_ADDR` is set, else on this port with `Authorization: Bearer $PALISADE_ADMIN_TOKEN`) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `GET /admin/status` | JSON state of the dependency, breaker, bulkheads, limiter and overload |
 //! | `GET /ws` | WebSocket: a status update every second from a broadcast hub whose per-client queues are bounded (a client that stops reading is dropped, never buffered for) |
-//! | `GET /metrics` | Prometheus metrics (added by the binary, which installs the recorder) |
+//! | `GET /metrics` | Prometheus metrics (added by the binary, which installs the recorder; on the operations port when there is one) |
 //! | `GET /health/live`, `/health/ready`, `/health/startup` (and `/livez`, `/readyz`) | Kubernetes probes, `application/health+json` |
 //!
-//! The stack is Palisade's preset (request id, security headers, health, priority load
-//! shedding, in-flight limit, timeout, body limit; connection limit on the listener) configured
+//! The stack is Palisade's preset (request id, security headers, request guard, telemetry,
+//! health, a per-client rate limit, priority load shedding, in-flight limit, timeout, body limit;
+//! connection limit on the listener) configured
 //! by `palisade.toml` beside this crate, compiled in ([`DEMO_CONFIG`]); `/api` and `/admin` are
 //! in separate bulkheads.
 
 use axum::Router;
 use palisade::{
-    LoadError, PalisadeConfig, Stack,
+    AdminTokenLayer, LoadError, PalisadeConfig, Server, Stack,
     bulkhead::BulkheadLayer,
     circuit_breaker::Breaker,
     concurrency_limit::LimiterHandle,
     core::{ConfigError, OverloadState},
     health::Check,
+    telemetry::PrometheusMetrics,
     ws::Hub,
 };
 use tower_http::trace::TraceLayer;
@@ -117,9 +119,41 @@ pub fn build(
 }
 
 /// The application with the stack around it. tower-http's request trace sits innermost, so each
-/// admitted request's log lines carry its request id.
-pub fn app(stack: &Stack, state: AppState) -> Router {
-    stack.apply(routes::router(state).layer(TraceLayer::new_for_http()))
+/// admitted request's log lines carry its request id. With `admin`, the operators' routes are on
+/// this port too, behind that token check; without, they belong on the operations listener
+/// ([`ops_app`]).
+pub fn app(stack: &Stack, state: AppState, admin: Option<AdminTokenLayer>) -> Router {
+    let routes = match admin {
+        Some(token) => routes::router(state.clone()).merge(routes::admin(state).route_layer(token)),
+        None => routes::router(state),
+    };
+    stack.apply(routes.layer(TraceLayer::new_for_http()))
+}
+
+/// The public app and what [`palisade::serve`] runs with. The operators' routes and `/metrics`
+/// go to the operations listener when `[server.ops] addr` (`PALISADE_OPS_ADDR`) is set, so the
+/// public port never reaches them; else they share the public port, the admin routes behind
+/// `PALISADE_ADMIN_TOKEN` ([`AdminTokenLayer::from_env`]: off without one) and `/metrics`
+/// outside the stack, like the probes: scrapes are never limited or shed.
+pub fn public_app_and_server(
+    stack: &Stack,
+    state: AppState,
+    metrics: &PrometheusMetrics,
+) -> (Router, Server) {
+    if let Some(ops) = stack.server().config().ops.addr {
+        println!("operations (probes, /metrics, /admin) on http://{ops}");
+        let ops = metrics.add_route(ops_app(stack, state.clone()));
+        (app(stack, state, None), stack.server().ops(ops))
+    } else {
+        let admin = Some(AdminTokenLayer::from_env());
+        (metrics.add_route(app(stack, state, admin)), stack.server())
+    }
+}
+
+/// What the operations listener serves: the probes and the operators' routes, with nothing that
+/// limits (add `/metrics` with the Prometheus handle).
+pub fn ops_app(stack: &Stack, state: AppState) -> Router {
+    stack.ops(routes::admin(state).layer(TraceLayer::new_for_http()))
 }
 
 /// Publishes a status update to every `/ws` client once per `period`, until the server starts

@@ -98,18 +98,17 @@ async fn main() -> ExitCode {
         state.clone(),
         std::time::Duration::from_secs(1),
     ));
-    // `/metrics` outside the stack, like the probes: scrapes are never limited or shed.
-    let app = metrics.add_route(production_server::app(&stack, state));
+    let (app, server) = production_server::public_app_and_server(&stack, state, &metrics);
     stack.health().mark_started();
     // On SIGTERM: readiness fails at once, the server keeps serving for the propagation delay
     // (so Kubernetes removes the pod from its endpoints), then stops accepting and lets
     // in-flight requests finish, up to the drain deadline. A second Ctrl-C skips the waits.
-    let served = palisade::serve(listener, app, stack.server()).await;
+    let outcome = palisade::serve(listener, app, server).await;
     // Flush the spans still queued for the collector.
     if let Err(err) = tracing.shutdown().await {
         eprintln!("tracing shutdown: {err}");
     }
-    match served {
+    match outcome {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS

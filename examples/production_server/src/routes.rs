@@ -52,8 +52,8 @@ const ITEMS: [Item; 3] = [
 
 /// The application's routes (no middleware).
 pub(crate) fn router(state: AppState) -> Router {
-    // Two route groups, each in its own bulkhead: a flood of slow /api requests cannot take the
-    // slots /admin needs.
+    // The /api group in its own bulkhead (the admin routes have another, see `admin`): a flood
+    // of slow /api requests cannot take the slots /admin needs.
     let api = Router::new()
         .route("/api/items", get(list_items))
         .route("/api/items/{id}", get(get_item))
@@ -65,14 +65,6 @@ pub(crate) fn router(state: AppState) -> Router {
             get(flaky).route_layer(CircuitBreakerLayer::new(state.breaker.clone())),
         )
         .route_layer(state.api_bulkhead.clone());
-    let admin = Router::new()
-        .route("/admin/breaker/open", post(force_open))
-        .route("/admin/breaker/close", post(force_close))
-        .route("/admin/breaker/reset", post(reset_breaker))
-        .route("/admin/dependency/fail", post(fail_dependency))
-        .route("/admin/dependency/heal", post(heal_dependency))
-        .route("/admin/status", get(status))
-        .route_layer(state.admin_bulkhead.clone());
     // The WebSocket hub: bounded per-client queues, so a stalled client costs the server at most
     // its high-water mark and never delays the others.
     let ws = state.hub.route();
@@ -80,7 +72,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/ws", ws)
         .merge(api)
-        .merge(admin)
+        .with_state(state)
+}
+
+/// The operators' routes: the breaker and dependency controls, in their own bulkhead.
+pub(crate) fn admin(state: AppState) -> Router {
+    Router::new()
+        .route("/admin/breaker/open", post(force_open))
+        .route("/admin/breaker/close", post(force_close))
+        .route("/admin/breaker/reset", post(reset_breaker))
+        .route("/admin/dependency/fail", post(fail_dependency))
+        .route("/admin/dependency/heal", post(heal_dependency))
+        .route("/admin/status", get(status))
+        .route_layer(state.admin_bulkhead.clone())
         .with_state(state)
 }
 

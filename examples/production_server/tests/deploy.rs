@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, io::Write, process::Stdio};
 
 use futures_util::StreamExt;
 use palisade_testkit::Client;
-use support::{sigterm, start_binary};
+use support::{sigterm, start_binary_with_ops};
 
 mod support;
 
@@ -101,7 +101,7 @@ fn exported_metrics(exposition: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn the_dashboard_queries_only_metrics_the_example_exports() {
-    let (child, base, _logs) = start_binary().await;
+    let (child, base, ops, _logs) = start_binary_with_ops().await;
     let client = Client::new();
     // Traffic that makes every kind of series appear: success, not found, a breaker rejection.
     for path in ["/", "/api/items", "/api/items/99", "/nowhere", "/api/flaky"] {
@@ -109,7 +109,7 @@ async fn the_dashboard_queries_only_metrics_the_example_exports() {
     }
     assert_eq!(
         client
-            .post(&format!("{base}/admin/breaker/open"))
+            .post(&format!("{ops}/admin/breaker/open"))
             .await
             .status,
         200
@@ -131,7 +131,16 @@ async fn the_dashboard_queries_only_metrics_the_example_exports() {
         serde_json::from_str(update.to_text().expect("text")).expect("JSON");
     assert_eq!(update["type"], "status");
 
-    let exposition = client.get(&format!("{base}/metrics")).await.text();
+    // The operators' routes and the scrape are on the operations port, not the public one.
+    assert_eq!(client.get(&format!("{base}/metrics")).await.status, 404);
+    assert_eq!(
+        client
+            .post(&format!("{base}/admin/breaker/close"))
+            .await
+            .status,
+        404
+    );
+    let exposition = client.get(&format!("{ops}/metrics")).await.text();
     let (ok, output) = promtool(&["check", "metrics"], &exposition);
     assert!(ok, "promtool check metrics: {output}");
 

@@ -55,6 +55,7 @@ pub struct Server {
     health: Option<HealthHandle>,
     overload: Option<OverloadState>,
     limit_connections: bool,
+    ops: Option<Router>,
 }
 
 impl Server {
@@ -66,7 +67,17 @@ impl Server {
             health: None,
             overload: None,
             limit_connections: true,
+            ops: None,
         }
+    }
+
+    /// What the operations listener (`ops.addr`) serves: probes, `/metrics`, admin routes.
+    /// [`Stack::ops`](crate::Stack::ops) builds one with the stack's probes, and
+    /// [`Stack::server`](crate::Stack::server) sets the probes alone when `ops.addr` is set.
+    #[must_use]
+    pub fn ops(mut self, app: Router) -> Self {
+        self.ops = Some(app);
+        self
     }
 
     /// The health state whose readiness the drain fails first.
@@ -185,6 +196,7 @@ where
         health,
         overload,
         limit_connections,
+        ops,
     } = server;
     config.validate().map_err(invalid)?;
     metrics::describe();
@@ -204,7 +216,19 @@ where
         max_header_bytes: config.max_header_bytes,
         max_headers: config.max_headers,
     });
-    if limit_connections {
+    // The operations listener: no connection limit, no limiting layers; it stops when the public
+    // server has drained, so probes report the drain until the end.
+    let ops = match (config.ops.addr, ops) {
+        (None, _) => None,
+        (Some(addr), Some(app)) => Some(start_ops(addr, app, settings.clone()).await?),
+        (Some(_), None) => {
+            return Err(invalid(palisade_core::ConfigError::new(
+                "ops.addr",
+                "is set, but the server has no operations app (Server::ops or Stack::server)",
+            )));
+        }
+    };
+    let report = if limit_connections {
         let overload = overload.unwrap_or_else(|| OverloadState::global().clone());
         let listener =
             ConnectionLimitListener::with_overload_state(listener, config.connections, overload)
@@ -212,7 +236,42 @@ where
         run(listener, app, settings, drain, trigger).await
     } else {
         run(listener, app, settings, drain, trigger).await
+    };
+    if let Some((stop, task)) = ops {
+        let _ = stop.send(());
+        let _ = task.await;
     }
+    report
+}
+
+/// Binds the operations listener and serves `app` on it until the returned sender fires.
+async fn start_ops(
+    addr: SocketAddr,
+    app: Router,
+    settings: Arc<Http1Settings>,
+) -> std::io::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), Infallible>>,
+)> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (server.ops.addr): {e}"),
+        )
+    })?;
+    tracing::info!(local = %listener.local_addr()?, "serving operations (probes, metrics, admin)");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        settings,
+        // Its own counts: the report speaks of the public server's requests.
+        Arc::new(Counters::default()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok((stop, task))
 }
 
 async fn run<L, F>(

@@ -12,7 +12,29 @@ use tokio::{
 
 /// The running binary, its base URL, and its log lines after the address line.
 pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
+    start_binary_with(&[]).await
+}
+
+/// The running binary with an operations listener, its base URL, the operations base URL and
+/// its log lines.
+pub(crate) async fn start_binary_with_ops()
+-> (Child, String, String, mpsc::UnboundedReceiver<String>) {
+    // A port free now: the binary binds the operations address itself.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ops = format!("127.0.0.1:{port}");
+    let (child, base, logs) = start_binary_with(&[("PALISADE_OPS_ADDR", &ops)]).await;
+    (child, base, format!("http://{ops}"), logs)
+}
+
+async fn start_binary_with(
+    env: &[(&str, &str)],
+) -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
+        .envs(env.iter().copied())
         .env("PALISADE_ADDR", "127.0.0.1:0")
         .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
         // tower-http logs the start of each request at debug: the test waits for it.
