@@ -13,7 +13,7 @@ const TARGETS: &[(&str, &str)] = &[("crates/request-guard", "check")];
 /// cargo-fuzz, pinned: installed from source when missing.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-pub fn main(args: &[String]) -> Result<(), String> {
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let seconds: u64 = match args {
         [] => 60,
         [seconds] => seconds
