@@ -12,7 +12,8 @@ use tokio::{
 
 /// The running binary, its base URL, and its log lines after the address line.
 pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    start_binary_with(&[]).await
+    let (child, base, _ops, logs) = start_binary_with_ops().await;
+    (child, base, logs)
 }
 
 /// The running binary with an operations listener, its base URL, the operations base URL and
