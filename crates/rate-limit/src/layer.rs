@@ -101,7 +101,7 @@ impl RateLimitLayer {
                 KeySource::Route => Extractor::Route,
                 KeySource::Global => Extractor::Global,
             });
-            policy_metrics.push(PolicyMetrics::new(name));
+            policy_metrics.push(PolicyMetrics::new(name, config.mode));
             rejections.push(limiter::rejection(name)?);
         }
         for (name, extractor) in custom {

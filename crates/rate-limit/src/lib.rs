@@ -102,7 +102,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `palisade_rate_limit_requests_total` | counter | `policy`, `outcome` (`admitted`, `limited`, `limited_observed`, `backend_error`) |
+//! | `palisade_rate_limit_requests_total` | counter | `policy`, `outcome` (`admitted`, `limited`, `backend_error`), `mode` (`enforce`, or `observe_only`: `limited` then counts what would have been refused, and was served) |
 //! | `palisade_rate_limit_keys` | gauge | `policy` |
 //! | `palisade_rate_limit_evictions_total` | counter | `policy`, `reason` (`idle`, `capacity`) |
 //!

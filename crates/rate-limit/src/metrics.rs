@@ -3,9 +3,10 @@
 //! Labels are the policy name and a fixed outcome, never a key.
 
 use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+use palisade_core::EnforcementMode;
 
-/// Requests checked, by `policy` and `outcome`: `admitted`, `limited` (refused by this policy),
-/// `limited_observed` (would have been refused, served in observe-only mode), `backend_error`
+/// Requests checked, by `policy`, `outcome` and `mode`: `admitted`, `limited` (refused by this
+/// policy; with `mode="observe_only"`, would have been refused and was served), `backend_error`
 /// (the backend failed; served).
 pub const REQUESTS: &str = "palisade_rate_limit_requests_total";
 /// Keys held by the in-memory store, by `policy`.
@@ -42,13 +43,15 @@ pub(crate) struct PolicyMetrics {
 }
 
 impl PolicyMetrics {
-    pub(crate) fn new(policy: &str) -> Self {
-        let outcome = |outcome: &'static str| counter!(REQUESTS, "policy" => policy.to_owned(), "outcome" => outcome);
+    pub(crate) fn new(policy: &str, mode: EnforcementMode) -> Self {
+        let mode = mode.label();
+        let outcome = |outcome: &'static str, mode: &'static str| counter!(REQUESTS, "policy" => policy.to_owned(), "outcome" => outcome, "mode" => mode);
         Self {
-            admitted: outcome("admitted"),
-            limited: outcome("limited"),
-            limited_observed: outcome("limited_observed"),
-            backend_error: outcome("backend_error"),
+            admitted: outcome("admitted", mode),
+            limited: outcome("limited", mode),
+            // Counted only in observe-only mode, which never refuses.
+            limited_observed: outcome("limited", EnforcementMode::ObserveOnly.label()),
+            backend_error: outcome("backend_error", mode),
         }
     }
 }

@@ -60,17 +60,28 @@ async fn observe_only_serves_counts_and_sends_no_fields() {
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get("ratelimit").is_none());
     }
-    let labels = |o| [("policy", "p"), ("outcome", o)];
+    let labels = |o, m| [("policy", "p"), ("outcome", o), ("mode", m)];
     let snapshot = snap(&snapshotter);
     assert_eq!(
-        counter(&snapshot, metrics::REQUESTS, &labels("admitted")),
+        counter(
+            &snapshot,
+            metrics::REQUESTS,
+            &labels("admitted", "observe_only")
+        ),
         2
     );
     assert_eq!(
-        counter(&snapshot, metrics::REQUESTS, &labels("limited_observed")),
+        counter(
+            &snapshot,
+            metrics::REQUESTS,
+            &labels("limited", "observe_only")
+        ),
         3
     );
-    assert_eq!(counter(&snapshot, metrics::REQUESTS, &labels("limited")), 0);
+    assert_eq!(
+        counter(&snapshot, metrics::REQUESTS, &labels("limited", "enforce")),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
