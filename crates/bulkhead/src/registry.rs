@@ -19,7 +19,9 @@ use crate::{config::BulkheadConfig, layer::BulkheadLayer};
 /// use palisade_bulkhead::{BulkheadConfig, BulkheadRegistry};
 ///
 /// let registry = BulkheadRegistry::new();
-/// registry.register(BulkheadConfig { max_concurrent: 10, ..BulkheadConfig::named("reports") })?;
+/// let mut reports = BulkheadConfig::named("reports");
+/// reports.max_concurrent = 10;
+/// registry.register(reports)?;
 ///
 /// // Elsewhere: both routes share the same 10 slots.
 /// let reports = registry.get("reports").expect("registered");

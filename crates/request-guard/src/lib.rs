@@ -42,7 +42,8 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let app = Router::new().route("/files/{name}", get(|Path(name): Path<String>| async move { name }));
 //! // The guard sees every request before `app` routes it.
-//! let app = Router::new().fallback_service(RequestGuardLayer::new().layer(app));
+//! let guard = RequestGuardLayer::builder().build().expect("a valid configuration");
+//! let app = Router::new().fallback_service(guard.layer(app));
 //!
 //! let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
 //! let ok = app.clone().oneshot(get("/files/report.pdf")).await.unwrap();

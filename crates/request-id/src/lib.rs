@@ -34,9 +34,11 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let app = Router::new()
-//!     .route("/", get(handler))
-//!     .layer(RequestIdLayer::new());
+//! let layer = RequestIdLayer::builder()
+//!     .header("x-request-id") // the default; `.alias(..)` reads and echoes more names
+//!     .build()
+//!     .expect("a valid configuration");
+//! let app = Router::new().route("/", get(handler)).layer(layer);
 //!
 //! // No incoming id: a fresh UUID v7, on the response and in the handler.
 //! let response = app.clone().oneshot(http::Request::new(axum::body::Body::empty())).await.unwrap();

@@ -17,7 +17,8 @@
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
 //!     .nest("/api", api)
-//!     .layer(SecurityHeadersLayer::new()); // everything else, 404s included
+//!     // Everything else, 404s included: the default policy (`SecurityHeadersLayer::new()`).
+//!     .layer(SecurityHeadersLayer::builder().build().expect("a valid policy"));
 //!
 //! let page = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
 //! assert_eq!(page.headers()["x-content-type-options"], "nosniff");

@@ -40,7 +40,7 @@
 //!
 //! let app = Router::new()
 //!     .route("/items/{id}", get(handler))
-//!     .layer(TelemetryLayer::new());
+//!     .layer(TelemetryLayer::builder().build().expect("a valid configuration"));
 //! let app = metrics.add_route(app); // GET /metrics, added after the layer: not measured
 //!
 //! let request = http::Request::get("/items/7").body(axum::body::Body::empty()).unwrap();
