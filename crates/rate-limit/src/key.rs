@@ -5,7 +5,7 @@ use std::{
     cell::Cell,
     fmt,
     hash::{Hash, Hasher},
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
@@ -105,9 +105,22 @@ impl Eq for Key {}
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let (tag, bytes) = self.parts();
-        state.write_u8(tag);
-        state.write(bytes.as_slice());
+        // Addresses are hashed as integers (one word, or two for IPv6) with the kind folded into
+        // the same word: the client-IP key is hashed on every request, and integer writes cost
+        // a fraction of a byte-slice write. Equal keys still hash equally: the kind tags differ
+        // between IPv4, IPv6 and text, and text is hashed by its bytes.
+        match &self.0 {
+            Repr::Ip(IpAddr::V4(v4)) => state.write_u64(ipv4_word(*v4)),
+            Repr::Ip(IpAddr::V6(v6)) => {
+                state.write_u8(2);
+                state.write_u128(v6.to_bits());
+            }
+            _ => {
+                let (tag, bytes) = self.parts();
+                state.write_u8(tag);
+                state.write(bytes.as_slice());
+            }
+        }
     }
 }
 
@@ -330,7 +343,7 @@ pub(crate) enum Extractor {
 
 /// The key of requests whose client address is unknown (the server was started without
 /// `ConnectInfo`): they share one budget, so the mistake shows as early 429s, never as no limit.
-const UNKNOWN_CLIENT: Key = Key::from_static("unknown-client");
+pub(crate) const UNKNOWN_CLIENT: Key = Key::from_static("unknown-client");
 
 impl Extractor {
     pub(crate) fn extract(&self, request: &RequestInfo<'_>, ipv6_prefix: u8) -> Option<Key> {
@@ -365,6 +378,12 @@ impl Extractor {
     pub(crate) fn is_client_ip(&self) -> bool {
         matches!(self, Self::ClientIp)
     }
+}
+
+/// What an IPv4 key hashes as: the address with the kind tag (1) above it.
+#[inline]
+pub(crate) fn ipv4_word(v4: Ipv4Addr) -> u64 {
+    (1 << 32) | u64::from(v4.to_bits())
 }
 
 /// One key per IPv6 prefix: a single host gets a /64 (or more) from its provider, so per-address

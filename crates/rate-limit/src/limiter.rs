@@ -13,7 +13,7 @@ use crate::{
     },
     client_ip::{ClientIp, ClientIpResolver},
     headers::{self, Fields},
-    key::{Extractor, Key, Lookup, RequestInfo},
+    key::{Extractor, Key, Lookup, RequestInfo, group_ipv6},
     metrics::PolicyMetrics,
     policy::Policy,
     store::LocalStore,
@@ -82,13 +82,14 @@ pub(crate) enum Admission<B> {
 const DEFAULT_RULE: usize = usize::MAX;
 
 impl Limiter {
+    #[inline]
     fn now(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        // Whole seconds and nanoseconds without the `u128` of `as_nanos`; 2^64 ns is 584 years.
+        let since = Instant::now().saturating_duration_since(self.epoch);
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
     }
 
     fn rule(&self, index: usize) -> &Rule {
@@ -114,6 +115,19 @@ impl Limiter {
     pub(crate) fn admit<ReqBody, B>(&self, request: &mut Request<ReqBody>) -> Admission<B> {
         let rule_index = self.rule_index(request);
         let rule = self.rule(rule_index);
+        // One client-IP policy in memory, the common rule: no key to build, no arrays to fill.
+        if let (Backend::Local(store), &[policy]) = (&self.backend, &*rule.policies)
+            && self.extractors[policy].is_client_ip()
+        {
+            let ip = self
+                .resolver
+                .resolve(request.headers(), request.extensions());
+            let hash = store.hash_ip(ip.map(|ip| group_ipv6(ip, self.ipv6_prefix)));
+            let state = store.check_one(policy, hash, self.now());
+            let admission = self.finish_one(rule_index, policy, state);
+            self.record_client_ip(request, Lookup::Done(ip));
+            return admission;
+        }
         let client_ip = Cell::new(Lookup::Pending);
         let info = RequestInfo::new(request, &self.resolver, &client_ip);
         let mut applied = Applied {
@@ -187,10 +201,16 @@ impl Limiter {
                 }
             }
         };
-        // Handlers see the address the limits counted. Without trusted proxies it is the peer,
-        // which the `ClientIp` extractor falls back to anyway: no extension to allocate.
+        self.record_client_ip(request, client_ip.get());
+        admission
+    }
+
+    /// Handlers see the address the limits counted. Without trusted proxies it is the peer,
+    /// which the `ClientIp` extractor falls back to anyway: no extension to allocate.
+    #[inline]
+    fn record_client_ip<ReqBody>(&self, request: &mut Request<ReqBody>, lookup: Lookup) {
         if !self.resolver.trusted().ranges().is_empty() {
-            let ip = match client_ip.get() {
+            let ip = match lookup {
                 Lookup::Done(ip) => ip,
                 Lookup::Pending => self
                     .resolver
@@ -200,7 +220,24 @@ impl Limiter {
                 request.extensions_mut().insert(ClientIp(ip));
             }
         }
-        admission
+    }
+
+    /// [`Self::finish`] for a rule of one policy that applied.
+    #[inline]
+    fn finish_one<B>(&self, rule_index: usize, policy: usize, state: PolicyState) -> Admission<B> {
+        // Admitted without fields to write: one counter, nothing else to build.
+        let writes_fields = self.headers && self.mode.enforces();
+        if !state.limited && !writes_fields {
+            self.metrics[policy].admitted.increment(1);
+            return Admission::Admit(None);
+        }
+        let mut applied = Applied {
+            policies: [0; MAX_POLICIES_PER_RULE],
+            len: 0,
+            whole_rule: None,
+        };
+        applied.push(policy);
+        self.finish(rule_index, applied, std::slice::from_ref(&state))
     }
 
     /// Counts and answers a decision.

@@ -4,8 +4,8 @@
 //!
 //! # Layout and cost
 //!
-//! A key is stored as a 64-bit `SipHash` of the key under a per-process random seed, and its TAT as
-//! a `u64` of nanoseconds: 16 bytes of payload plus the hash table's control byte and slack, about
+//! A key is stored as a 64-bit seeded hash of the key (foldhash, see [`LocalStore`]), and its TAT
+//! as a `u64` of nanoseconds: 16 bytes of payload plus the hash table's control byte and slack, about
 //! 18 to 36 bytes per key depending on where the table is between doublings (measured: see the
 //! crate README). Two keys share state only on a 64-bit hash collision, which clients cannot steer
 //! without the seed.
@@ -38,7 +38,8 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
+    net::IpAddr,
     sync::{Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -50,7 +51,7 @@ use crate::{
     metrics::StoreMetrics,
 };
 
-/// Keys are already `SipHash` outputs: hashing them again would only cost time.
+/// Keys are already seeded hashes: hashing them again would only cost time.
 #[derive(Default)]
 struct IdentityHasher(u64);
 
@@ -102,11 +103,8 @@ impl Shard {
         self.map.get(&hash).copied().unwrap_or(0)
     }
 
-    fn store(&mut self, hash: u64, tat: u64, now: u64, metrics: &StoreMetrics) {
-        if let Some(slot) = self.map.get_mut(&hash) {
-            *slot = tat;
-            return;
-        }
+    /// Adds a key known to be absent.
+    fn insert_new(&mut self, hash: u64, tat: u64, now: u64, metrics: &StoreMetrics) {
         if self.map.len() >= self.sweep_at
             || (now >= self.sweep_after && self.map.len() >= MIN_SWEEP.min(self.cap))
         {
@@ -196,13 +194,24 @@ impl PolicyStore {
     }
 
     /// Checks and, if admitted, charges one request: `Ok((previous TAT, verdict))`.
+    #[inline]
     fn commit(&self, hash: u64, now: u64) -> Result<(u64, Verdict), Verdict> {
         let mut shard = self.shard(hash);
-        let tat = shard.tat(hash);
-        match self.gcra.check(tat, now) {
+        // One probe for a known key (the common case), written in place.
+        if let Some(slot) = shard.map.get_mut(&hash) {
+            let tat = *slot;
+            return match self.gcra.check(tat, now) {
+                verdict @ Verdict::Admit { tat: new_tat, .. } => {
+                    *slot = new_tat;
+                    Ok((tat, verdict))
+                }
+                verdict @ Verdict::Deny { .. } => Err(verdict),
+            };
+        }
+        match self.gcra.check(0, now) {
             verdict @ Verdict::Admit { tat: new_tat, .. } => {
-                shard.store(hash, new_tat, now, &self.metrics);
-                Ok((tat, verdict))
+                shard.insert_new(hash, new_tat, now, &self.metrics);
+                Ok((0, verdict))
             }
             verdict @ Verdict::Deny { .. } => Err(verdict),
         }
@@ -240,21 +249,43 @@ fn state(verdict: Verdict) -> PolicyState {
 }
 
 /// The in-memory backend: a [`PolicyStore`] per policy and the key hasher.
+///
+/// The hash is the key's identity (two keys with one hash share a budget) and picks its shard and
+/// bucket, so clients must not be able to choose colliding keys. foldhash under a random seed
+/// (a per-process secret plus one per store) is a tenth of `SipHash`'s cost on an address. It is
+/// only "minimally DoS-resistant": an attacker who sees hash outputs or table iteration order
+/// could recover the seed. Neither leaves this process: the store never iterates keys into a
+/// response or a metric, and the only visible effect of a hash, a shared budget, needs a full
+/// 64-bit collision, so the seed cannot be probed for one.
 pub(crate) struct LocalStore {
     policies: Box<[PolicyStore]>,
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl LocalStore {
     pub(crate) fn new(policies: Box<[PolicyStore]>) -> Self {
         Self {
             policies,
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
+    #[inline]
     pub(crate) fn hash(&self, key: &Key) -> u64 {
         self.hasher.hash_one(key)
+    }
+
+    /// The hash of a client-IP key: the same as [`Self::hash`] of the key the client-IP extractor
+    /// gives for this (already grouped) address, without going through a [`Key`] match.
+    #[inline]
+    pub(crate) fn hash_ip(&self, ip: Option<IpAddr>) -> u64 {
+        match ip {
+            // `Key`'s `Hash` writes exactly this word for an IPv4 key (and `hash_one` of a `u64`
+            // is one `write_u64`), so both paths give a client one budget.
+            Some(IpAddr::V4(v4)) => self.hasher.hash_one(crate::key::ipv4_word(v4)),
+            Some(ip) => self.hash(&Key::ip(ip)),
+            None => self.hash(&crate::key::UNKNOWN_CLIENT),
+        }
     }
 
     pub(crate) fn policy(&self, index: usize) -> &PolicyStore {
@@ -309,6 +340,7 @@ impl LocalStore {
     }
 
     /// Checks and charges one request against one policy's key.
+    #[inline]
     pub(crate) fn check_one(&self, policy: usize, hash: u64, now: u64) -> PolicyState {
         match self.policies[policy].commit(hash, now) {
             Ok((_, verdict)) | Err(verdict) => state(verdict),

@@ -1,6 +1,8 @@
 //! The store on explicit clocks: admission and refill, several policies at once (a refusal
 //! spends nothing), rollback, and the key cap under a flood of distinct keys.
 
+use std::hash::RandomState;
+
 use super::*;
 
 const SEC: u64 = 1_000_000_000;
@@ -185,4 +187,15 @@ fn the_keys_gauge_tracks_the_map() {
         let len = s.policy(0).len() as f64;
         assert!((gauge - len).abs() < 0.5, "{i}: gauge {gauge}, keys {len}");
     }
+}
+
+#[test]
+fn the_client_ip_fast_path_hashes_as_the_key_does() {
+    let s = LocalStore::new(Box::new([]));
+    for ip in ["192.0.2.7", "10.0.0.1", "2001:db8::", "::ffff:10.0.0.1"] {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let ip = ip.to_canonical();
+        assert_eq!(s.hash_ip(Some(ip)), s.hash(&Key::ip(ip)), "{ip}");
+    }
+    assert_eq!(s.hash_ip(None), s.hash(&crate::key::UNKNOWN_CLIENT));
 }
