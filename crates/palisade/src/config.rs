@@ -26,6 +26,8 @@ use palisade_security_headers::SecurityHeadersConfig;
 use palisade_telemetry::TelemetryConfig;
 use palisade_ws_backpressure::BackpressureConfig;
 
+use crate::client::ClientConfig;
+
 /// The environment variable naming the configuration file read by [`PalisadeConfig::load`].
 pub const CONFIG_FILE_ENV: &str = "PALISADE_CONFIG";
 /// The prefix of environment overrides: `PALISADE_<SECTION>__<KEY>=value`, with `__` between
@@ -57,6 +59,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[bulkheads.<name>]` | [`BulkheadConfig`] | named per-route pools, see [`Stack::bulkhead`](crate::Stack::bulkhead) |
 /// | `[circuit_breakers.<name>]` | [`CircuitBreakerConfig`] | named breakers, see [`Stack::circuit_breaker`](crate::Stack::circuit_breaker) |
 /// | `[websocket]` | [`BackpressureConfig`] | send queues of the application's WebSockets (`palisade::ws`) |
+/// | `[clients.<name>]` | [`ClientConfig`] | outgoing calls: retries, budget, breaker, attempt timeout, see [`Stack::client`](crate::Stack::client) |
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PalisadeConfig {
@@ -89,6 +92,9 @@ pub struct PalisadeConfig {
     /// WebSocket send queues and slow-client policy, for the application's
     /// [`Hub`](palisade_ws_backpressure::Hub) or [`Backpressure`](palisade_ws_backpressure::Backpressure).
     pub websocket: BackpressureConfig,
+    /// Clients of upstreams by name (the table key names the client, its retry metrics and its
+    /// breaker).
+    pub clients: BTreeMap<String, ClientConfig>,
 }
 
 /// Which layers of the preset stack are on. All are on by default; turning one off removes it
@@ -473,6 +479,22 @@ impl PalisadeConfig {
                 .validate()
                 .map_err(|e| e.within(&format!("circuit_breakers.{name}")))?;
         }
+        for (name, client) in &self.clients {
+            let key = format!("clients.{name}");
+            palisade_core::check_name(name).map_err(|e| e.within(&key))?;
+            // The client's breaker is named after it: two breakers with one name would share
+            // (and fight over) one set of metric series.
+            if self.circuit_breakers.contains_key(name) {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "a [circuit_breakers.{name}] breaker has this name too; name the client \
+                         differently (its breaker is configured in [clients.{name}.circuit_breaker])"
+                    ),
+                ));
+            }
+            client.validate().map_err(|e| e.within(&key))?;
+        }
         Ok(())
     }
 }
@@ -534,6 +556,10 @@ impl PalisadeConfig {
         }
         for breaker in self.circuit_breakers.values_mut() {
             breaker.mode = ObserveOnly;
+        }
+        for client in self.clients.values_mut() {
+            client.retry.mode = ObserveOnly;
+            client.circuit_breaker.mode = ObserveOnly;
         }
         self
     }

@@ -22,6 +22,11 @@
 //! }
 //! ```
 //!
+//! Outgoing calls get the same care: [`Stack::client`] wraps an HTTP client (hyper's, any tower
+//! service) in the [`client`] stack configured by `[clients.NAME]`: request id, trace context and
+//! priority propagated, retries within a budget, a circuit breaker that sees every attempt, and a
+//! per-attempt timeout.
+//!
 //! Each layer crate is re-exported and usable alone:
 //!
 //! | module | crate | what it is |
@@ -38,6 +43,7 @@
 //! | [`telemetry`] | `palisade-telemetry` | OpenTelemetry server spans with W3C trace context, OTLP export, semconv Prometheus metrics, `/metrics` |
 
 pub mod admin;
+pub mod client;
 mod config;
 mod optional;
 pub mod preset;
@@ -45,6 +51,7 @@ mod serve;
 mod stack;
 
 pub use admin::{ADMIN_TOKEN_ENV, AdminTokenLayer};
+pub use client::{ClientConfig, ClientLayer};
 pub use config::{
     CONFIG_FILE_ENV, DEFAULT_ADDR, ENV_PREFIX, LayerToggles, LoadError, MIN_HEADER_BYTES,
     OpsConfig, PalisadeConfig, RequestLimits, ServerConfig,

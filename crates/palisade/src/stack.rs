@@ -21,10 +21,14 @@ use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
-use crate::{PalisadeConfig, Server, optional::Optional};
+use crate::{
+    PalisadeConfig, Server,
+    client::{Client, ClientLayer},
+    optional::Optional,
+};
 
 /// Builds a [`Stack`]: start from [`Stack::builder`] (the production defaults) or
 /// [`preset::observe_only`](crate::preset::observe_only), adjust, then [`build`](Self::build).
@@ -197,6 +201,7 @@ impl StackBuilder {
             health_layer: health,
             bulkheads,
             circuit_breakers,
+            clients: clients(&config)?,
             server,
             overload,
         };
@@ -206,6 +211,20 @@ impl StackBuilder {
         }
         Ok(stack)
     }
+}
+
+/// The `[clients.NAME]` layers, built here once per name: every `stack.client(name, ..)` shares
+/// its budget and breaker.
+fn clients(config: &PalisadeConfig) -> Result<BTreeMap<String, ClientLayer>, ConfigError> {
+    config
+        .clients
+        .iter()
+        .map(|(name, client)| {
+            ClientLayer::from_config(name.clone(), client.clone())
+                .map(|layer| (name.clone(), layer))
+                .map_err(|e| e.within(&format!("clients.{name}")))
+        })
+        .collect()
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.
@@ -325,6 +344,7 @@ pub struct Stack {
     health_layer: HealthLayer,
     bulkheads: BTreeMap<String, BulkheadLayer>,
     circuit_breakers: BTreeMap<String, Breaker>,
+    clients: BTreeMap<String, ClientLayer>,
     server: Server,
     overload: OverloadState,
 }
@@ -436,6 +456,60 @@ impl Stack {
                 "not configured: add a [circuit_breakers.NAME] section",
             )
         })
+    }
+
+    /// `inner` (an HTTP client: hyper-util's, or any tower service taking
+    /// `Request<ReplayBody<B>>`) wrapped in the client stack configured as `[clients.<name>]`:
+    /// propagation, budgeted retries, the upstream's breaker and the attempt timeout (see
+    /// [`client`](crate::client)). Every call shares the same budget and breaker.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    /// use palisade::{PalisadeConfig, Stack, retry::ReplayBody};
+    ///
+    /// let config = PalisadeConfig::from_toml(r#"
+    ///     [clients.payments]
+    ///     attempt_timeout = 0.5
+    ///     [clients.payments.retry.budget]
+    ///     ratio = 0.1
+    /// "#).unwrap();
+    /// let stack = Stack::builder()
+    ///     .config(config)
+    ///     .overload_state(palisade::core::OverloadState::new())
+    ///     .build()
+    ///     .unwrap();
+    /// let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    /// let payments = stack.client("payments", http).unwrap();
+    /// # let _ = payments;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when no client of that name is configured.
+    pub fn client<S>(&self, name: &str, inner: S) -> Result<Client<S>, ConfigError> {
+        self.client_layer(name).map(|layer| layer.layer(inner))
+    }
+
+    /// The layer of the client configured as `[clients.<name>]`: its breaker and budget, or to
+    /// wrap several inner clients that share them.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when no client of that name is configured.
+    pub fn client_layer(&self, name: &str) -> Result<ClientLayer, ConfigError> {
+        self.clients.get(name).cloned().ok_or_else(|| {
+            ConfigError::new(
+                format!("clients.{name}"),
+                "not configured: add a [clients.NAME] section",
+            )
+        })
+    }
+
+    /// Every configured client, by name.
+    pub fn clients(&self) -> impl Iterator<Item = (&str, &ClientLayer)> {
+        self.clients.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Every configured bulkhead, by name.

@@ -248,6 +248,64 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     assert_eq!(example.websocket, defaults.websocket);
     assert_eq!(example.request_guard, defaults.request_guard);
     assert_eq!(example.rate_limit, defaults.rate_limit);
+    assert!(example.clients.is_empty());
+    // The commented client section, uncommented, is the defaults.
+    let clients: String = text
+        .lines()
+        .skip_while(|line| !line.starts_with("# [clients.payments]"))
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let example = PalisadeConfig::from_toml(&clients).unwrap();
+    let client = &example.clients["payments"];
+    let default = palisade::ClientConfig::default();
+    assert_eq!(client.attempt_timeout, default.attempt_timeout);
+    let mut retry = default.retry.clone();
+    retry.name = client.retry.name.clone();
+    assert_eq!(client.retry, retry);
+    assert_eq!(
+        client.circuit_breaker.wait_in_open,
+        default.circuit_breaker.wait_in_open
+    );
+}
+
+#[test]
+fn client_sections_are_validated_under_their_key() {
+    let cases = [
+        (
+            "[clients.pay]\nattempt_timeout = 0",
+            "clients.pay.attempt_timeout",
+        ),
+        (
+            "[clients.pay.retry]\nattempt_timeout = 0.5",
+            "clients.pay.retry.attempt_timeout",
+        ),
+        (
+            "[clients.pay.retry]\nmax_attempts = 0",
+            "clients.pay.retry.max_attempts",
+        ),
+        (
+            "[clients.pay.retry.budget]\nratio = 11",
+            "clients.pay.retry.budget.ratio",
+        ),
+        (
+            "[clients.pay.circuit_breaker]\nfailure_rate_threshold = 2",
+            "clients.pay.circuit_breaker.failure_rate_threshold",
+        ),
+        ("[clients.\"a b\"]", "clients.a b.name"),
+        ("[clients.pay]\n[circuit_breakers.pay]", "clients.pay"),
+    ];
+    for (text, key) in cases {
+        let err = PalisadeConfig::from_toml(text).unwrap_err();
+        let LoadError::Invalid(err) = err else {
+            panic!("{text}: {err}");
+        };
+        assert_eq!(err.key(), key, "{text}: {err}");
+    }
+    assert!(matches!(
+        PalisadeConfig::from_toml("[clients.pay]\nattempt_timout = 1"),
+        Err(LoadError::Parse(_))
+    ));
 }
 
 #[test]

@@ -1,13 +1,21 @@
 //! An in-process stand-in for a remote dependency (a database, another service) that operators can
-//! break and mend at run time, so the failure-handling layers can be seen working.
+//! break and mend at run time, so the failure-handling layers can be seen working. It is also an
+//! HTTP service (`Service<http::Request<_>>`), so `/api/flaky` calls it through Palisade's client
+//! stack exactly as it would call a remote one through hyper's client.
 
 use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::Duration,
 };
+
+use axum::{body::Body, http::StatusCode};
 
 /// The dependency's answer when it is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +41,8 @@ struct Inner {
     latency: Duration,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Calls still to fail transiently (`503`), before the healthy answers resume.
+    transient: AtomicU64,
 }
 
 impl Dependency {
@@ -44,6 +54,7 @@ impl Dependency {
                 latency,
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                transient: AtomicU64::new(0),
             }),
         }
     }
@@ -56,6 +67,21 @@ impl Dependency {
     /// Makes every following call succeed.
     pub fn heal(&self) {
         self.inner.failing.store(false, Ordering::Relaxed);
+        self.inner.transient.store(0, Ordering::Relaxed);
+    }
+
+    /// Makes the next `calls` HTTP calls fail transiently: `503`, which the client retries (a
+    /// broken dependency answers `500` instead, which no retry would change).
+    pub fn fail_next(&self, calls: u64) {
+        self.inner.transient.store(calls, Ordering::Relaxed);
+    }
+
+    /// Takes one transient failure, if any are left.
+    fn take_transient(&self) -> bool {
+        self.inner
+            .transient
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Whether calls currently fail.
@@ -85,6 +111,39 @@ impl Dependency {
         } else {
             Ok("fresh data from the dependency")
         }
+    }
+}
+
+/// The dependency over HTTP: `200` with the data, `503` while failing transiently, `500` while
+/// broken.
+impl<B> tower::Service<axum::http::Request<B>> for Dependency {
+    type Response = axum::http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: axum::http::Request<B>) -> Self::Future {
+        let dependency = self.clone();
+        Box::pin(async move {
+            let transient = dependency.take_transient();
+            let (status, body) = match dependency.call().await {
+                Ok(_) if transient => {
+                    dependency.inner.failures.fetch_add(1, Ordering::Relaxed);
+                    (StatusCode::SERVICE_UNAVAILABLE, "overloaded, try again")
+                }
+                Ok(data) => (StatusCode::OK, data),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the dependency is failing",
+                ),
+            };
+            let mut response = axum::http::Response::new(Body::from(body));
+            *response.status_mut() = status;
+            Ok(response)
+        })
     }
 }
 

@@ -9,9 +9,10 @@
 //! | `GET /` | hello |
 //! | `GET /api/items`, `GET /api/items/{id}` | JSON catalogue |
 //! | `GET /api/slow?ms=N` | sleeps `N` ms (at most 10 000): load for the limiters |
-//! | `GET /api/flaky` | calls an in-process dependency that can be broken (502 while broken), behind the `dependency` circuit breaker (503 + `Retry-After` while open) |
+//! | `GET /api/flaky` | calls an in-process dependency over HTTP through the `dependency` client (`[clients.dependency]`): transient `503`s are retried within the budget, a broken dependency (`500`) answers 502, and its breaker, open after repeated failures, answers 503 + `Retry-After` at once |
 //! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it (operators' routes: on the operations port when `PALISADE_OPS_ADDR` is set, else on this port with `Authorization: Bearer $PALISADE_ADMIN_TOKEN`) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
+//! | `POST /admin/dependency/fail_next?calls=N` | the dependency's next `N` calls answer `503` (transient: retried) |
 //! | `GET /admin/status` | JSON state of the dependency, breaker, bulkheads, limiter and overload |
 //! | `GET /ws` | WebSocket: a status update every second from a broadcast hub whose per-client queues are bounded (a client that stops reading is dropped, never buffered for) |
 //! | `GET /metrics` | Prometheus metrics (added by the binary, which installs the recorder; on the operations port when there is one) |
@@ -28,6 +29,7 @@ use palisade::{
     AdminTokenLayer, LoadError, PalisadeConfig, Server, Stack,
     bulkhead::BulkheadLayer,
     circuit_breaker::Breaker,
+    client::Client,
     concurrency_limit::LimiterHandle,
     core::{ConfigError, OverloadState},
     health::Check,
@@ -56,8 +58,10 @@ pub struct AppState {
     pub requests: Option<LimiterHandle>,
     /// The overload signal the stack shares (the limiters' utilisation, shedding).
     pub overload: OverloadState,
-    /// The circuit breaker guarding the dependency of `/api/flaky`.
+    /// The circuit breaker of the `dependency` client.
     pub breaker: Breaker,
+    /// The dependency of `/api/flaky` behind the client stack `[clients.dependency]`.
+    pub dependency_client: Client<Dependency>,
     /// The bulkhead of the `/api` routes.
     pub api_bulkhead: BulkheadLayer,
     /// The bulkhead of the `/admin` routes.
@@ -82,7 +86,7 @@ pub fn config() -> Result<PalisadeConfig, LoadError> {
 /// # Errors
 ///
 /// A [`ConfigError`] for invalid settings, or when the configuration lacks the `api` or
-/// `admin` bulkhead or the `dependency` breaker this application needs.
+/// `admin` bulkhead or the `dependency` client this application needs.
 pub fn build(
     config: PalisadeConfig,
     overload: &OverloadState,
@@ -105,12 +109,14 @@ pub fn build(
         .overload_state(overload.clone())
         .readiness_check(check)
         .build()?;
+    let client = stack.client_layer("dependency")?;
     let state = AppState {
+        dependency_client: tower::Layer::layer(&client, dependency.clone()),
+        breaker: client.breaker().clone(),
         dependency,
         started: tokio::time::Instant::now(),
         requests: stack.request_limit(),
         overload: overload.clone(),
-        breaker: stack.breaker("dependency")?,
         api_bulkhead: stack.bulkhead("api")?,
         admin_bulkhead: stack.bulkhead("admin")?,
         hub,

@@ -14,10 +14,12 @@ use serde_json::json;
 
 use palisade::{
     bulkhead::BulkheadLayer,
-    circuit_breaker::{Breaker, CircuitBreakerLayer},
+    circuit_breaker::Breaker,
+    client::ClientError,
     concurrency_limit::LimiterHandle,
-    core::OverloadState,
+    core::{NoGuard, OverloadState, Rejection},
 };
+use tower::ServiceExt;
 
 use crate::AppState;
 
@@ -58,12 +60,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/items", get(list_items))
         .route("/api/items/{id}", get(get_item))
         .route("/api/slow", get(slow))
-        // The dependency call is guarded: after repeated failures the breaker opens and answers
-        // 503 + Retry-After at once instead of waiting on a broken dependency.
-        .route(
-            "/api/flaky",
-            get(flaky).route_layer(CircuitBreakerLayer::new(state.breaker.clone())),
-        )
+        // The dependency is called through the client stack (see `flaky`).
+        .route("/api/flaky", get(flaky))
         .route_layer(state.api_bulkhead.clone());
     // The WebSocket hub: bounded per-client queues, so a stalled client costs the server at most
     // its high-water mark and never delays the others.
@@ -83,6 +81,7 @@ pub(crate) fn admin(state: AppState) -> Router {
         .route("/admin/breaker/reset", post(reset_breaker))
         .route("/admin/dependency/fail", post(fail_dependency))
         .route("/admin/dependency/heal", post(heal_dependency))
+        .route("/admin/dependency/fail_next", post(fail_next))
         .route("/admin/status", get(status))
         .route_layer(state.admin_bulkhead.clone())
         .with_state(state)
@@ -137,11 +136,65 @@ async fn slow(Query(query): Query<SlowQuery>) -> Response {
     Json(json!({ "slept_ms": ms })).into_response()
 }
 
+/// What an open breaker answers: the breaker layer's own problem body, so clients see one
+/// rejection format whether a route or a client holds the breaker.
+static CIRCUIT_OPEN: std::sync::LazyLock<Rejection> = std::sync::LazyLock::new(|| {
+    Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "circuit_open")
+        .title("Service Unavailable")
+        .detail(
+            "A dependency of this endpoint is failing and its circuit breaker is open. \
+             Retry after the delay in Retry-After.",
+        )
+        .build()
+        .expect("a static rejection")
+});
+
+/// Calls the dependency through the client stack: a transient `503` is retried within the
+/// budget; a broken dependency's `500` is not (another attempt would get the same), and counts
+/// towards its breaker; once open, the breaker answers at once, without calling it.
 async fn flaky(State(state): State<AppState>) -> Response {
-    match state.dependency.call().await {
-        Ok(data) => Json(json!({ "data": data })).into_response(),
-        Err(err) => problem(StatusCode::BAD_GATEWAY, err.to_string()),
+    let request = axum::http::Request::get("http://dependency/data")
+        .body(axum::body::Body::empty())
+        .expect("a static request");
+    match state.dependency_client.clone().oneshot(request).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = axum::body::to_bytes(axum::body::Body::new(response.into_body()), 64 * 1024)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if status.is_success() {
+                Json(json!({ "data": text })).into_response()
+            } else {
+                problem(StatusCode::BAD_GATEWAY, text)
+            }
+        }
+        Err(ClientError::CircuitOpen(rejected)) => CIRCUIT_OPEN
+            .response_retry_in::<axum::body::Body, NoGuard>(rejected.retry_in())
+            .map(axum::body::Body::new),
+        Err(ClientError::Timeout(_)) => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the dependency did not answer in time",
+        ),
+        Err(ClientError::Upstream(never)) => match never {},
     }
+}
+
+/// Query of `/admin/dependency/fail_next`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FailNext {
+    /// How many calls answer `503` (default 1).
+    calls: Option<u64>,
+}
+
+async fn fail_next(
+    State(state): State<AppState>,
+    Query(query): Query<FailNext>,
+) -> Json<serde_json::Value> {
+    let calls = query.calls.unwrap_or(1);
+    state.dependency.fail_next(calls);
+    tracing::warn!(calls, "dependency failing transiently");
+    Json(json!({ "dependency": "failing_transiently", "calls": calls }))
 }
 
 async fn fail_dependency(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -346,6 +346,53 @@ async fn the_breaker_opens_on_a_failing_dependency_and_fails_fast() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_transient_failure_is_retried_by_the_client_and_never_seen() {
+    let (server, client, state) = start().await;
+    let before = state.dependency.counts();
+    let armed = client
+        .post(&server.url("/admin/dependency/fail_next?calls=2"))
+        .await;
+    assert_eq!(armed.status, 200);
+    let recovered = client.get(&server.url("/api/flaky")).await;
+    assert_eq!(recovered.status, 200, "{}", recovered.text());
+    assert_eq!(recovered.json()["data"], "fresh data from the dependency");
+    let after = state.dependency.counts();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (3, 2),
+        "two 503s retried, the third attempt answered"
+    );
+    let status = client.get(&server.url("/admin/status")).await.json();
+    assert_eq!(status["breaker"]["state"], "closed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_open_breaker_refuses_at_once_without_retrying() {
+    let (server, client, state) = start().await;
+    // More transient failures than the client has attempts: every attempt is seen by the
+    // breaker, which opens after 5 in a row, in the middle of the second call.
+    client
+        .post(&server.url("/admin/dependency/fail_next?calls=100"))
+        .await;
+    let first = client.get(&server.url("/api/flaky")).await;
+    assert_eq!(first.status, 502, "three 503s: the retries ran out");
+    let second = client.get(&server.url("/api/flaky")).await;
+    assert_eq!(second.status, 503);
+    assert_eq!(second.json()["reason"], "circuit_open");
+    assert_eq!(
+        state.dependency.counts().0,
+        5,
+        "the breaker refused the sixth attempt instead of sending it"
+    );
+    let refused = client.get(&server.url("/api/flaky")).await;
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(state.dependency.counts().0, 5, "nothing sent while open");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_on_api_fills_its_bulkhead_while_admin_keeps_its_own() {
     let (server, client, state) = start().await;
