@@ -2,8 +2,11 @@
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
+    net::{Ipv4Addr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
@@ -28,7 +31,16 @@ pub struct RequestClass {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Relative weight in the mix.
     pub weight: u32,
+    /// Send each request of this class as a different client: an `X-Forwarded-For` of its own,
+    /// counting up through `10.0.0.0/8` ([`DISTINCT_CLIENTS`] addresses before one repeats). The
+    /// addresses are only written into the header, never connected to; a server that trusts
+    /// its loopback peer as a proxy sees one client per request.
+    pub distinct_clients: bool,
 }
+
+/// How many distinct `X-Forwarded-For` addresses a [`RequestClass::distinct_clients`] class
+/// sends before repeating one.
+pub const DISTINCT_CLIENTS: u32 = 1_000_000;
 
 impl RequestClass {
     /// A `GET path` class of weight 1.
@@ -39,6 +51,7 @@ impl RequestClass {
             path: path.into(),
             headers: Vec::new(),
             weight: 1,
+            distinct_clients: false,
         }
     }
 }
@@ -178,6 +191,8 @@ struct Shared {
     spec: LoadSpec,
     requests: Vec<Request<Empty<Bytes>>>,
     stats: Mutex<Vec<ClassStats>>,
+    /// The next address of the `distinct_clients` classes.
+    next_client: AtomicU32,
 }
 
 /// Runs `spec` and returns what was measured.
@@ -209,6 +224,7 @@ pub async fn run(spec: LoadSpec) -> Result<LoadReport, String> {
         stats: Mutex::new(spec.mix.iter().map(|_| ClassStats::new()).collect()),
         requests,
         spec,
+        next_client: AtomicU32::new(0),
     });
     let picker = ClassPicker::new(&shared.spec.mix);
     let start = Instant::now();
@@ -471,7 +487,16 @@ async fn send(
             *connection = None;
             continue;
         }
-        match sender.send_request(copy(&shared.requests[class])).await {
+        let mut request = copy(&shared.requests[class]);
+        if shared.spec.mix[class].distinct_clients {
+            let n = shared.next_client.fetch_add(1, Ordering::Relaxed) % DISTINCT_CLIENTS;
+            let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
+            request.headers_mut().insert(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::try_from(ip).map_err(|e| e.to_string())?,
+            );
+        }
+        match sender.send_request(request).await {
             Ok(response) => {
                 let status = response.status();
                 let close = response

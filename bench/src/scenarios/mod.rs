@@ -8,6 +8,8 @@ mod breaker;
 mod bulkhead;
 mod overload;
 mod priority;
+mod ratelimit;
+mod retry;
 mod ws;
 
 /// Every scenario, in the order `cargo xtask bench` lists them.
@@ -19,6 +21,8 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &breaker::Breaker,
         &bulkhead::NoisyNeighbour,
         &ws::WsBroadcast,
+        &ratelimit::RateLimitFlood,
+        &retry::RetryStorm,
     ]
 }
 
