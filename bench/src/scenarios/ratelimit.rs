@@ -29,7 +29,9 @@ use crate::{
 /// `GET /hello` limited per client IP to 20 requests/s with bursts of 40 (Palisade keeps at most
 /// 100 000 keys). The flood sends [`FLOOD_RPS`] requests/s, each from a new address (1 M before
 /// one repeats); four well-behaved clients (192.0.2.1 to .4) send about 10 requests/s each, half
-/// their limit, mixed into the same open-loop schedule.
+/// their limit, and one abusive client (198.51.100.7) about 200 requests/s, ten times its limit,
+/// so that most of its requests are refused: their latency is the reported reject p99. All share
+/// one open-loop schedule.
 pub(super) struct RateLimitFlood;
 
 const SYSTEMS: [(&str, &str); 2] = [
@@ -42,6 +44,8 @@ const FLOOD_RPS: f64 = 20_000.0;
 /// Well-behaved clients, each at about [`GOOD_RPS`].
 const GOOD_CLIENTS: u32 = 4;
 const GOOD_RPS: f64 = 10.0;
+/// The abusive client's rate: ten times [`RATE`].
+const ABUSER_RPS: f64 = 200.0;
 /// The per-client quota of both systems.
 const RATE: u32 = 20;
 const BURST: u32 = 40;
@@ -105,6 +109,8 @@ struct Summary {
     reject_p99_ms: Option<f64>,
     flood_requests: u64,
     flood_rejected: u64,
+    abuser_requests: u64,
+    abuser_rejected: u64,
     achieved_rps: f64,
 }
 
@@ -120,7 +126,10 @@ fn out_dir() -> PathBuf {
 fn mix() -> Vec<RequestClass> {
     // Weights give each well-behaved client GOOD_RPS of the whole schedule.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let flood_weight = ((FLOOD_RPS - f64::from(GOOD_CLIENTS) * GOOD_RPS) / GOOD_RPS) as u32;
+    let flood_weight =
+        ((FLOOD_RPS - f64::from(GOOD_CLIENTS) * GOOD_RPS - ABUSER_RPS) / GOOD_RPS) as u32;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let abuser_weight = (ABUSER_RPS / GOOD_RPS) as u32;
     let mut mix = vec![RequestClass {
         weight: flood_weight,
         distinct_clients: true,
@@ -135,6 +144,14 @@ fn mix() -> Vec<RequestClass> {
             ..RequestClass::get(&format!("good-{i}"), "/hello")
         });
     }
+    mix.push(RequestClass {
+        weight: abuser_weight,
+        headers: vec![(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("198.51.100.7"),
+        )],
+        ..RequestClass::get("abuser", "/hello")
+    });
     mix
 }
 
@@ -144,7 +161,7 @@ impl Scenario for RateLimitFlood {
     }
 
     fn title(&self) -> &'static str {
-        "ratelimit: 1 M distinct client addresses + 4 well-behaved clients, per-IP 20/s burst 40"
+        "ratelimit: 1 M distinct client addresses, 4 well-behaved clients and an abuser, per-IP 20/s burst 40"
     }
 
     fn server(&self, system: &str, _args: &ServerArgs) -> Result<App, String> {
@@ -182,10 +199,12 @@ impl Scenario for RateLimitFlood {
                 let peak = peak_rss_mib(server.pid());
                 drop(server);
                 let (mut good_ok, mut good_sent) = (0, 0);
-                let mut flood = None;
+                let (mut flood, mut abuser) = (None, None);
                 for (class, stats) in &report.classes {
                     if class == "flood" {
                         flood = Some(stats);
+                    } else if class == "abuser" {
+                        abuser = Some(stats);
                     } else {
                         good_ok += stats.statuses.get(&200).copied().unwrap_or(0);
                         good_sent += stats.scheduled;
@@ -201,6 +220,8 @@ impl Scenario for RateLimitFlood {
                         .then(|| total.rejected.value_at_quantile(0.99) as f64 / 1000.0),
                     flood_requests: flood.map_or(0, |f| f.scheduled),
                     flood_rejected: flood.map_or(0, load::ClassStats::rejections),
+                    abuser_requests: abuser.map_or(0, |a| a.scheduled),
+                    abuser_rejected: abuser.map_or(0, load::ClassStats::rejections),
                     achieved_rps: report.achieved_rps(),
                 };
                 eprintln!(
@@ -220,18 +241,20 @@ impl Scenario for RateLimitFlood {
                 summaries.push(summary);
             }
             let mut table = String::from(
-                "\nratelimit: ratio = good_client_ratio\n\n| system | peak_rss_mib | good_client_ratio | reject_p99_ms | flood requests | flood 429s | achieved rps |\n|---|---:|---:|---:|---:|---:|---:|\n",
+                "\nratelimit: ratio = good_client_ratio\n\n| system | peak_rss_mib | good_client_ratio | reject_p99_ms | flood requests | flood 429s | abuser requests | abuser 429s | achieved rps |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for s in &summaries {
                 let _ = writeln!(
                     table,
-                    "| {} | {:.1} | {:.4} | {} | {} | {} | {:.0} |",
+                    "| {} | {:.1} | {:.4} | {} | {} | {} | {} | {} | {:.0} |",
                     s.system,
                     s.peak_rss_mib.unwrap_or(f64::NAN),
                     s.good_client_ratio,
                     s.reject_p99_ms.map_or("-".into(), |p| format!("{p:.2}")),
                     s.flood_requests,
                     s.flood_rejected,
+                    s.abuser_requests,
+                    s.abuser_rejected,
                     s.achieved_rps,
                 );
             }

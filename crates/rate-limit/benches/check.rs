@@ -11,6 +11,7 @@
 
 use std::{
     cell::Cell,
+    collections::HashMap,
     convert::Infallible,
     future::Ready,
     hint::black_box,
@@ -144,6 +145,32 @@ where
     })
 }
 
+/// A foldhash table holding `keys` entries, keyed like the limiters' client addresses.
+fn probe_table(keys: u32) -> HashMap<u64, u64, foldhash::fast::RandomState> {
+    let mut table =
+        HashMap::with_capacity_and_hasher(keys as usize, foldhash::fast::RandomState::default());
+    for i in 0..keys {
+        table.insert(u64::from(0x0a00_0000 + i), 0);
+    }
+    table
+}
+
+fn probe(
+    table: &mut HashMap<u64, u64, foldhash::fast::RandomState>,
+    iters: u64,
+    keys: u32,
+) -> Duration {
+    let start = Instant::now();
+    for i in 0..iters {
+        #[allow(clippy::cast_possible_truncation)]
+        let key = u64::from(0x0a00_0000 + (i as u32) % keys);
+        if let Some(slot) = table.get_mut(black_box(&key)) {
+            *slot = slot.wrapping_add(1);
+        }
+    }
+    start.elapsed()
+}
+
 /// Touches every key once, so the timed runs find a full store.
 fn fill<S, B>(rt: &tokio::runtime::Runtime, svc: &S, keys: u32)
 where
@@ -183,6 +210,13 @@ fn bench(c: &mut Criterion) {
             b.to_async(&single)
                 .iter_custom(|n| drive(theirs.clone(), n, keys, 0));
         });
+        // The floor under any keyed in-memory limiter: one probe and write of a `u64` per request
+        // in a table of `keys` entries, the same key sequence, no service, clock or lock.
+        let mut table = probe_table(keys);
+        group.bench_function("floor: one table probe", |b| {
+            b.iter_custom(|n| probe(&mut table, n, keys));
+        });
+        drop(table);
         group.finish();
 
         let mut group = c.benchmark_group(format!("two threads, {label}"));
