@@ -17,8 +17,8 @@
 //!   the request the retry layer replays, so every attempt carries the same ones and the client
 //!   span covers the whole call (each attempt is a `retry_attempt` span inside it).
 //! - **The budget outside the breaker.** Finagle and Envoy keep the retry budget at the client,
-//!   above the per-upstream breaker: the budget bounds how much extra load retries may add
-//!   (20 % of the calls plus 10 per second by default), whatever the breaker's state.
+//!   above the per-upstream breaker: the budget bounds how much extra load failed retries may
+//!   add (20 % of the calls plus 10 per second by default), whatever the breaker's state.
 //! - **The breaker inside the retries.** The breaker of an upstream must see every attempt, not
 //!   only the calls that ran out of retries, or three failed attempts count as one failure and
 //!   it opens three times too late. When it is open it fails the attempt at once, and the retry
@@ -92,7 +92,14 @@ use tower::{Layer, Service};
 /// |---|---|---|
 /// | `attempt_timeout` | 1 s | time limit of each attempt, to its response headers; a timed-out attempt is a failure for the breaker and retryable |
 /// | `retry` | see [`RetryConfig`] | attempts, backoff, deadline, statuses, budget (`[clients.NAME.retry]`, `[clients.NAME.retry.budget]`); its `attempt_timeout` must stay unset |
-/// | `circuit_breaker` | see [`CircuitBreakerConfig`] | the upstream's breaker (`[clients.NAME.circuit_breaker]`) |
+/// | `circuit_breaker` | see [`CircuitBreakerConfig`], but `consecutive_failures` 0 (off) and `minimum_calls` 20 | the upstream's breaker (`[clients.NAME.circuit_breaker]`) |
+///
+/// A client's breaker sees every attempt, often hundreds a second, so it decides on the failure
+/// rate of its window alone: five failures in a row, the server breaker's second trigger, come by
+/// chance every few seconds to an upstream that fails one attempt in five at 500 attempts a
+/// second, and would open the breaker on a service the retries were saving
+/// (`cargo xtask bench retry`). Set `consecutive_failures` to bring the trigger back for a client
+/// that calls rarely.
 ///
 /// The `name` keys of `retry` and `circuit_breaker` are set to the section's name, so the metrics
 /// of one client carry one label (`client="NAME"`, `breaker="NAME"`).
@@ -118,9 +125,25 @@ impl Default for ClientConfig {
         Self {
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             retry: RetryConfig::default(),
-            circuit_breaker: CircuitBreakerConfig::default(),
+            circuit_breaker: client_breaker_defaults(),
         }
     }
+}
+
+/// A client breaker's `consecutive_failures`: off ([`ClientConfig`] explains why).
+pub(crate) const CLIENT_CONSECUTIVE_FAILURES: u32 = 0;
+/// A client breaker's `minimum_calls`: enough that one unlucky start (3 failures in the first 5
+/// attempts happens to 6 % of clients of an upstream failing one attempt in five) does not open
+/// it; 10 in the first 20 happens to 0.3 %.
+pub(crate) const CLIENT_MINIMUM_CALLS: u32 = 20;
+
+/// [`CircuitBreakerConfig::default`] with the two client defaults. `palisade.toml` fills the same
+/// two in under every `[clients.NAME.circuit_breaker]` that does not set them.
+fn client_breaker_defaults() -> CircuitBreakerConfig {
+    let mut config = CircuitBreakerConfig::default();
+    config.consecutive_failures = CLIENT_CONSECUTIVE_FAILURES;
+    config.minimum_calls = CLIENT_MINIMUM_CALLS;
+    config
 }
 
 impl ClientConfig {

@@ -11,7 +11,7 @@ use std::{
 
 use figment::{
     Figment, Metadata, Profile, Provider,
-    providers::{Env, Format, Toml},
+    providers::{Env, Format, Serialized, Toml},
 };
 use palisade_bulkhead::BulkheadConfig;
 use palisade_circuit_breaker::CircuitBreakerConfig;
@@ -427,7 +427,7 @@ impl PalisadeConfig {
     }
 
     fn extract(figment: &Figment) -> Result<Self, LoadError> {
-        let config: Self = figment
+        let config: Self = with_client_breaker_defaults(figment.clone())
             .extract()
             .map_err(|e| LoadError::Parse(Box::new(e)))?;
         config.validate()?;
@@ -502,6 +502,32 @@ impl PalisadeConfig {
 /// `PALISADE_SECTION__KEY` variables as `section.key`, and `PALISADE_ADDR` as `server.addr`;
 /// errors name the variable (`PALISADE_CONCURRENCY__MAX_IN_FLIGHT`), not figment's dotted key.
 struct EnvOverrides(Env);
+
+/// A `[clients.NAME.circuit_breaker]` table starts from a client breaker's defaults, not a
+/// server breaker's: the two keys in which they differ are joined in (a value set in the file or
+/// the environment wins) for every client the configuration names.
+fn with_client_breaker_defaults(mut figment: Figment) -> Figment {
+    let names: Vec<String> = figment
+        .find_value("clients")
+        .ok()
+        .and_then(figment::value::Value::into_dict)
+        .map(|clients| clients.into_keys().collect())
+        .unwrap_or_default();
+    // A name with a dot would nest elsewhere; validation refuses it by its name.
+    for name in names.iter().filter(|name| !name.contains('.')) {
+        let table = format!("clients.{name}.circuit_breaker");
+        figment = figment
+            .join(Serialized::default(
+                &format!("{table}.consecutive_failures"),
+                crate::client::CLIENT_CONSECUTIVE_FAILURES,
+            ))
+            .join(Serialized::default(
+                &format!("{table}.minimum_calls"),
+                crate::client::CLIENT_MINIMUM_CALLS,
+            ));
+    }
+    figment
+}
 
 fn env_overrides() -> EnvOverrides {
     EnvOverrides(Env::prefixed(ENV_PREFIX).filter_map(|key| {

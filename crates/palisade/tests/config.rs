@@ -263,10 +263,58 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     let mut retry = default.retry.clone();
     retry.name = client.retry.name.clone();
     assert_eq!(client.retry, retry);
+    let (breaker, expected) = (&client.circuit_breaker, &default.circuit_breaker);
+    assert_eq!(breaker.wait_in_open, expected.wait_in_open);
+    assert_eq!(breaker.consecutive_failures, expected.consecutive_failures);
+    assert_eq!(breaker.minimum_calls, expected.minimum_calls);
+}
+
+#[test]
+fn a_client_breaker_starts_from_the_client_defaults_in_the_file_too() {
+    let server = palisade::circuit_breaker::CircuitBreakerConfig::default();
+    let client = palisade::ClientConfig::default().circuit_breaker;
     assert_eq!(
-        client.circuit_breaker.wait_in_open,
-        default.circuit_breaker.wait_in_open
+        (client.consecutive_failures, client.minimum_calls),
+        (0, 20),
+        "a client decides on its failure rate alone"
     );
+    assert_eq!((server.consecutive_failures, server.minimum_calls), (5, 5));
+    let config = PalisadeConfig::from_toml(
+        "[clients.a]\n\
+         [clients.b.circuit_breaker]\nwait_in_open = 5\n\
+         [clients.c.circuit_breaker]\nconsecutive_failures = 4\n",
+    )
+    .unwrap();
+    let breaker = |name: &str| {
+        let b = &config.clients[name].circuit_breaker;
+        (b.consecutive_failures, b.minimum_calls, b.wait_in_open)
+    };
+    assert_eq!(breaker("a"), (0, 20, Duration::from_secs(30)));
+    assert_eq!(
+        breaker("b"),
+        (0, 20, Duration::from_secs(5)),
+        "a table that sets other keys keeps the client defaults"
+    );
+    assert_eq!(
+        breaker("c"),
+        (4, 20, Duration::from_secs(30)),
+        "a value in the file wins"
+    );
+    jail(|jail| {
+        jail.set_env(
+            "PALISADE_CLIENTS__D__CIRCUIT_BREAKER__CONSECUTIVE_FAILURES",
+            "3",
+        );
+        jail.create_file("palisade.toml", "[clients.d]\n")
+            .map_err(|e| e.to_string())?;
+        let config = PalisadeConfig::load_from(Some(std::path::Path::new("palisade.toml")))
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.clients["d"].circuit_breaker.consecutive_failures, 3,
+            "and so does the environment"
+        );
+        Ok(())
+    });
 }
 
 #[test]

@@ -87,6 +87,11 @@ impl Policy {
         }
     }
 
+    /// Gives back the retry of a retry that succeeded.
+    fn refund(&self, host: Option<&str>) {
+        self.metrics.tokens.set(self.budget.refund(host));
+    }
+
     fn finish<T, E>(&self, outcome: Outcome, result: Result<T, E>) -> Result<T, E> {
         self.metrics.record(outcome);
         result
@@ -139,10 +144,18 @@ where
         }
         _ => (timed(policy, make(1), 1).await, 1, 1),
     };
+    // Whether the attempt in `result` is a retry (not the first attempt, nor a hedge): only a
+    // retry that succeeds is refunded; a hedge that wins still sent a second request.
+    let mut retried = false;
     loop {
         let retry_after = match decide(&result) {
             Verdict::Success if winner == 1 => return policy.finish(Outcome::FirstTryOk, result),
-            Verdict::Success => return policy.finish(Outcome::RetryOk, result),
+            Verdict::Success => {
+                if retried {
+                    policy.refund(host);
+                }
+                return policy.finish(Outcome::RetryOk, result);
+            }
             Verdict::Fatal => return policy.finish(Outcome::NotRetryable, result),
             Verdict::Retryable(retry_after) => retry_after,
         };
@@ -192,6 +205,7 @@ where
         tokio::time::sleep(delay).await;
         started += 1;
         winner = started;
+        retried = true;
         result = timed(policy, make(started), started).await;
     }
 }

@@ -24,13 +24,15 @@ const BUCKETS: usize = 10;
 /// A retry budget, shared by every clone of the layer, service or retrier that holds it.
 ///
 /// Every call *deposits* `ratio` of a retry; every retry (and hedge) *withdraws* one, and is
-/// refused when the balance would go below zero. A floor of `min_per_second * window` retries is
+/// refused when the balance would go below zero; a retry that succeeds is *refunded* (unless
+/// `refund_successful_retries` is off), so the budget bounds the retries that fail. A floor of `min_per_second * window` retries is
 /// always available so that a client with little traffic can still retry. Deposits and
 /// withdrawals count for one `window` (in ten buckets), so the budget follows the recent request
 /// rate and a burst of failures cannot spend credit earned long ago. With the defaults (20 %,
 /// 10/s, 10 s) a client whose upstream fails every request adds at most 20 % of its request
 /// rate plus 10 retries per second to the upstream's load, instead of multiplying it by the
-/// number of attempts.
+/// number of attempts; one whose upstream fails a fifth of its attempts retries every one of
+/// them, since four in five retries succeed and come back.
 ///
 /// The state is a few integers behind one small mutex, held for a handful of instructions; a
 /// lock-free version would need a compare-and-swap loop over a whole ring of buckets to stay
@@ -59,6 +61,7 @@ pub struct RetryBudget {
 struct Inner {
     deposit: i64,
     reserve: i64,
+    refunds: bool,
     bucket_nanos: u128,
     window: Duration,
     start: Instant,
@@ -155,6 +158,7 @@ impl RetryBudget {
             inner: Arc::new(Inner {
                 deposit: micro(config.ratio),
                 reserve: micro(config.min_per_second * window.as_secs_f64()),
+                refunds: config.refund_successful_retries,
                 bucket_nanos: (window.as_nanos() / BUCKETS as u128).max(1),
                 window,
                 start: Instant::now(),
@@ -190,6 +194,20 @@ impl RetryBudget {
                 to_tokens(reserve + w.total)
             })
         })
+    }
+
+    /// Gives back the retry of a retry that succeeded (of `host`, for a per-host budget), unless
+    /// the budget was configured without refunds. Returns the balance afterwards, in retries.
+    pub fn refund(&self, host: Option<&str>) -> f64 {
+        if !self.inner.refunds {
+            return self.balance(host);
+        }
+        to_tokens(
+            self.with_window(host, |w| {
+                w.add(SCALE);
+                w.total
+            }) + self.inner.reserve,
+        )
     }
 
     /// The retries available now (of `host`, for a per-host budget).

@@ -20,8 +20,8 @@
 //! - **Limits.** At most `max_attempts` (3) attempts, an overall `deadline` (2 s) that no attempt
 //!   starts or sleep ends after, and an optional per-attempt timeout.
 //! - **A retry budget.** Every clone shares one [`RetryBudget`] (optionally one per upstream
-//!   host): retries may add at most 20 % of the requests plus 10 per second over 10 s. When it
-//!   is spent, failures are returned at once. The accounting is exact for fractional ratios
+//!   host): failed retries may add at most 20 % of the requests plus 10 per second over 10 s (a
+//!   retry that succeeds gives its retry back). When it is spent, failures are returned at once. The accounting is exact for fractional ratios
 //!   (tower's `TpsBudget` allows 100 % retries for a ratio of 0.6: tower#857).
 //! - **Replayable bodies.** Bodies up to 64 KiB are buffered once and replayed; larger ones are
 //!   streamed once and not retried ([`ReplayBody`]).

@@ -438,6 +438,55 @@ async fn a_spent_budget_returns_the_failure_at_once() {
     assert!(layer.budget().balance(None).abs() < 1e-9);
 }
 
+/// One retry in the budget, then calls whose first attempt fails and whose retry succeeds:
+/// `(attempts the upstream saw, the budget's balance after the calls)`.
+async fn transient_failures_on_one_retry(refund: bool, calls: usize) -> (usize, f64) {
+    let mut budget = BudgetConfig::default();
+    budget.ratio = 0.0;
+    budget.min_per_second = 0.1; // one retry in the 10 s window
+    budget.refund_successful_retries = refund;
+    let layer = RetryLayer::builder().budget_config(budget).build().unwrap();
+    let mut attempts = 0;
+    for _ in 0..calls {
+        let log = Log::new();
+        let response = send_get(&layer, &log, |n| status(if n == 0 { 503 } else { 200 }))
+            .await
+            .unwrap();
+        attempts += log.count();
+        if log.count() == 2 {
+            assert_eq!(response.status(), 200, "the retry succeeded");
+        }
+    }
+    (attempts, layer.budget().balance(None))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_succeeds_gives_its_retry_back() {
+    let (attempts, balance) = transient_failures_on_one_retry(true, 5).await;
+    assert_eq!(attempts, 10, "every call retried on the one refunded retry");
+    assert!((balance - 1.0).abs() < 1e-9, "balance {balance}");
+
+    let (attempts, balance) = transient_failures_on_one_retry(false, 5).await;
+    assert_eq!(attempts, 6, "without refunds only the first call retries");
+    assert!(balance.abs() < 1e-9, "balance {balance}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_fails_is_not_refunded() {
+    let mut budget = BudgetConfig::default();
+    budget.ratio = 0.0;
+    budget.min_per_second = 0.1;
+    let layer = RetryLayer::builder().budget_config(budget).build().unwrap();
+    let log = Log::new();
+    send_get(&layer, &log, |_| status(503)).await.unwrap();
+    assert_eq!(log.count(), 2, "one retry, then the budget is spent");
+    let log = Log::new();
+    send_get(&layer, &log, |n| status(if n == 0 { 503 } else { 200 }))
+        .await
+        .unwrap();
+    assert_eq!(log.count(), 1, "the failed retry was not given back");
+}
+
 #[tokio::test(start_paused = true)]
 async fn outcomes_are_counted() {
     let recorder = DebuggingRecorder::new();
