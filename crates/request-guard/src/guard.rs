@@ -2,7 +2,7 @@
 //! handles. Built once per layer; every service and future holds an `Arc` of it.
 
 use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
-use palisade_core::{ConfigError, EnforcementMode, Rejection, ResponseBody};
+use palisade_core::{ConfigError, EnforcementMode, OnBodyEnd, Rejection, ResponseBody};
 
 use crate::{
     config::RequestGuardConfig,
@@ -100,7 +100,10 @@ impl Guard {
     }
 
     /// The response for `refusal`.
-    pub(crate) fn response<B>(&self, refusal: Refusal) -> Response<ResponseBody<B>> {
+    pub(crate) fn response<B, G: OnBodyEnd>(
+        &self,
+        refusal: Refusal,
+    ) -> Response<ResponseBody<B, G>> {
         match (refusal.finding, refusal.location) {
             (Finding::MergeSlashes, Some(location)) => {
                 let mut response = Response::new(ResponseBody::empty());

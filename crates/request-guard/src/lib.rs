@@ -93,7 +93,7 @@ mod target;
 
 pub use config::{Action, MAX_URI_LENGTH, RequestGuardConfig};
 pub use deny::DenyPattern;
-pub use future::ResponseFuture;
+pub use future::{Refused, ResponseFuture};
 pub use layer::{RequestGuardBuilder, RequestGuardLayer};
 pub use path::DoubleSlash;
 pub use reason::Reason;

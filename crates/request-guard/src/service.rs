@@ -8,10 +8,13 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use palisade_core::ResponseBody;
+use palisade_core::{NoGuard, ResponseBody};
 use tower_service::Service;
 
-use crate::{future::ResponseFuture, guard::Guard};
+use crate::{
+    future::{Refused, ResponseFuture},
+    guard::Guard,
+};
 
 /// Checks each request's method and target in `call`; see the [crate docs](crate).
 pub struct RequestGuard<S> {
@@ -84,8 +87,11 @@ where
         if let Err(finding) = checked
             && let Some(refusal) = self.guard.refuse(finding, request.method(), uri)
         {
-            return ResponseFuture::refused(Arc::clone(&self.guard), refusal);
+            return ResponseFuture::refused(Refused {
+                guard: Arc::clone(&self.guard),
+                refusal,
+            });
         }
-        ResponseFuture::passed(self.inner.call(request))
+        ResponseFuture::admitted(self.inner.call(request), NoGuard)
     }
 }
