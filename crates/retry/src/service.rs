@@ -59,10 +59,7 @@ impl<S, C> Retry<S, C> {
         }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+    palisade_core::inner_service_accessors!();
 }
 
 impl<S, C, B, ResB> Service<Request<B>> for Retry<S, C>
