@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::ConfigError;
 use tower_layer::Layer;
 
 use crate::{bulkhead::BulkheadPool, config::BulkheadConfig, service::Bulkhead};
@@ -111,29 +111,11 @@ impl BulkheadBuilder {
         self
     }
 
-    /// `Retry-After` of rejections. Default 1 s.
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.config.retry_after = delay;
-        self
-    }
+    palisade_core::retry_after_setters!("1 s");
 
-    /// Random extra `Retry-After`. Default 0.
-    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
-        self.config.retry_after_jitter = jitter;
-        self
-    }
-
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count what would wait or be refused,
-    /// serve everything at once.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!(
+        "count what would wait or be refused, serve everything at once."
+    );
 
     /// The configuration built so far.
     pub fn config(&self) -> &BulkheadConfig {

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use palisade_core::{BodyEnd, ConfigError, EnforcementMode, OnBodyEnd};
+use palisade_core::{BodyEnd, ConfigError, OnBodyEnd};
 use tokio::time::Instant;
 
 use crate::{
@@ -967,17 +967,9 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// `ObserveOnly` starts the breaker in the metrics-only state. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: the breaker records and logs when it
-    /// would open, and admits every call.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!(
+        "the breaker records and logs when it would open, and admits every call."
+    );
 
     /// Random extra `Retry-After` on server rejections. Default 0.
     pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {

@@ -3,7 +3,7 @@
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use http::StatusCode;
-use palisade_core::{ConfigError, EnforcementMode, OverloadState, Rejection, RetryAfter};
+use palisade_core::{ConfigError, OverloadState, Rejection, RetryAfter};
 use tower_layer::Layer;
 
 use crate::{
@@ -150,29 +150,9 @@ impl ConcurrencyLimitBuilder {
         self
     }
 
-    /// `Retry-After` of rejections. Default 5 s.
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.config.retry_after = delay;
-        self
-    }
+    palisade_core::retry_after_setters!("5 s");
 
-    /// Random extra `Retry-After`. Default 0.
-    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
-        self.config.retry_after_jitter = jitter;
-        self
-    }
-
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count and log what would be refused,
-    /// serve everything.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!("count and log what would be refused, serve everything.");
 
     /// Name for metrics, logs and the overload state. Default `global`.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {

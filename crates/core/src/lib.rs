@@ -18,7 +18,9 @@
 //! - [`Cidr`] and [`TrustedPeers`]: which callers to trust (by TCP peer, never by forwarded
 //!   header), for layers that honour client-supplied ids or priorities.
 //! - [`ConfigError`] and [`EnforcementMode`]: uniform configuration errors and the observe-only
-//!   switch every layer offers.
+//!   switch every layer offers; [`enforcement_setters!`] and [`retry_after_setters!`] write the
+//!   builder methods for them, [`inner_service_accessors!`] a service's `get_ref`/`get_mut`/
+//!   `into_inner`, and [`AdmitFuture`] an admission layer's response future.
 //!
 //! # Example: a guarded body and a rejection
 //!
@@ -65,6 +67,7 @@ mod priority;
 mod rejection;
 mod request_id;
 mod route;
+mod setters;
 mod span;
 pub mod sync;
 

@@ -7,7 +7,7 @@ use std::{
 };
 
 use http::StatusCode;
-use palisade_core::{ConfigError, EnforcementMode, OverloadState, Priority, Rejection, RetryAfter};
+use palisade_core::{ConfigError, OverloadState, Priority, Rejection, RetryAfter};
 use tower_layer::Layer;
 
 use crate::{
@@ -222,29 +222,9 @@ impl LoadShedBuilder {
         self
     }
 
-    /// `Retry-After` of shed requests. Default 5 s.
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.config.retry_after = delay;
-        self
-    }
+    palisade_core::retry_after_setters!("5 s");
 
-    /// Random extra `Retry-After`. Default 0.
-    pub fn retry_after_jitter(mut self, jitter: Duration) -> Self {
-        self.config.retry_after_jitter = jitter;
-        self
-    }
-
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count and log what would be shed,
-    /// serve everything.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!("count and log what would be shed, serve everything.");
 
     /// Read the overload level from `state` instead of [`OverloadState::global`].
     pub fn overload_state(mut self, state: OverloadState) -> Self {

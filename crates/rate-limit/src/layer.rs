@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::ConfigError;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
@@ -266,16 +266,9 @@ impl RateLimitBuilder {
         self
     }
 
-    /// Counts and logs would-be refusals but serves every request (and sends no fields).
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
-
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
+    palisade_core::enforcement_setters!(
+        "count and log would-be refusals, serve every request (and send no fields)."
+    );
 
     /// Keeps the state in `backend` instead of this process's memory.
     pub fn backend(mut self, backend: impl RateLimitBackend) -> Self {

@@ -3,7 +3,7 @@
 use std::{borrow::Cow, fmt, sync::Arc};
 
 use http::Method;
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::ConfigError;
 use tower_layer::Layer;
 
 use crate::{
@@ -128,16 +128,7 @@ impl From<RequestGuardConfig> for RequestGuardBuilder {
 }
 
 impl RequestGuardBuilder {
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Count and log refusals but serve every request.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!("count and log refusals, serve every request.");
 
     /// `.` and `..` segments. Default reject.
     pub fn dot_segments(mut self, action: Action) -> Self {

@@ -212,16 +212,9 @@ impl RequestIdBuilder {
         self
     }
 
-    /// Enforce (default) or observe only.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!(
+        "count and log what would be refused or replaced, change nothing."
+    );
 
     /// The level of the per-request span. Default [`SpanLevel::Info`].
     pub fn span_level(mut self, level: SpanLevel) -> Self {

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::ConfigError;
 use tower_layer::Layer;
 
 use crate::{
@@ -109,17 +109,10 @@ macro_rules! common_setters {
             self
         }
 
-        /// Enforce or only observe. Default enforce.
-        pub fn mode(mut self, mode: EnforcementMode) -> Self {
-            self.settings.config.mode = mode;
-            self
-        }
-
-        /// Observe only: decide and count what would be retried (and what the budget would
-        /// refuse), but never retry or hedge.
-        pub fn observe_only(self) -> Self {
-            self.mode(EnforcementMode::ObserveOnly)
-        }
+        palisade_core::enforcement_setters!(
+            settings.config,
+            "decide and count what would be retried (and what the budget would refuse), but never retry or hedge."
+        );
 
         /// Attempts per call, the first included (1 to 10). Default 3.
         pub fn max_attempts(mut self, attempts: u32) -> Self {

@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, fmt, future::Future, sync::Arc, time::Duration};
 
-use palisade_core::{ConfigError, EnforcementMode};
+use palisade_core::ConfigError;
 
 use crate::{
     attempt::{Policy, Settings, drive},

@@ -363,16 +363,7 @@ pub struct SecurityHeadersBuilder {
 }
 
 impl SecurityHeadersBuilder {
-    /// Enforce or only observe ([`SecurityHeadersConfig::mode`]).
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Observe-only mode ([`SecurityHeadersConfig::mode`]).
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!("count what would be set, leave responses as they are.");
 
     /// The HSTS policy (switches HSTS on).
     pub fn strict_transport_security(mut self, hsts: Hsts) -> Self {

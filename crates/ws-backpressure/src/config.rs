@@ -299,17 +299,9 @@ impl BackpressureBuilder {
         self
     }
 
-    /// Enforce or only observe. Default enforce.
-    pub fn mode(mut self, mode: EnforcementMode) -> Self {
-        self.config.mode = mode;
-        self
-    }
-
-    /// Shorthand for `mode(EnforcementMode::ObserveOnly)`: count what would be dropped or
-    /// disconnected, queue everything.
-    pub fn observe_only(self) -> Self {
-        self.mode(EnforcementMode::ObserveOnly)
-    }
+    palisade_core::enforcement_setters!(
+        "count what would be dropped or disconnected, queue everything."
+    );
 
     /// The configuration built so far.
     pub fn config(&self) -> &BackpressureConfig {
