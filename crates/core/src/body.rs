@@ -129,6 +129,11 @@ where
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Fixed { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         };
+        if let (Poll::Ready(Some(Ok(frame))), Some(guard)) = (&poll, this.guard.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            guard.on_data(data.len());
+        }
         match &poll {
             Poll::Ready(None) => finish(this.guard, BodyEnd::Completed),
             Poll::Ready(Some(Err(_))) => finish(this.guard, BodyEnd::Errored),
@@ -243,6 +248,41 @@ mod tests {
         assert_eq!(ends.seen(), vec![BodyEnd::Completed]);
         drop(body);
         assert_eq!(ends.seen(), vec![BodyEnd::Completed]);
+    }
+
+    /// Counts the data bytes it is shown, and reports them with the end.
+    struct Counted(Arc<Mutex<Vec<(BodyEnd, usize)>>>, usize);
+
+    impl OnBodyEnd for Counted {
+        fn on_body_end(self, end: BodyEnd) {
+            self.0.lock().unwrap().push((end, self.1));
+        }
+        fn on_data(&mut self, len: usize) {
+            self.1 += len;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_guard_sees_every_data_byte_before_the_end() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let body = ResponseBody::with_guard(
+            chunks(vec![Ok("abc"), Ok("de")]),
+            Counted(seen.clone(), 0),
+        );
+        body.collect().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![(BodyEnd::Completed, 5)]);
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut body = ResponseBody::with_guard(
+            chunks(vec![Ok("abc"), Err("boom")]),
+            Counted(seen.clone(), 0),
+        );
+        while let Some(Ok(_)) = body.frame().await {}
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(BodyEnd::Errored, 3)],
+            "what was sent before the error"
+        );
     }
 
     #[tokio::test]

@@ -30,6 +30,11 @@ impl BodyEnd {
 pub trait OnBodyEnd {
     /// Called once, with how the body ended.
     fn on_body_end(self, end: BodyEnd);
+
+    /// Called with the length of each data frame the body yields before it ends. The default
+    /// does nothing, and compiles to nothing; an access log counts the bytes sent here.
+    #[inline]
+    fn on_data(&mut self, _len: usize) {}
 }
 
 impl<F: FnOnce(BodyEnd)> OnBodyEnd for F {

@@ -218,6 +218,10 @@ impl Rejection {
     ) -> Response<ResponseBody<B, G>> {
         let mut response = Response::new(ResponseBody::fixed(self.body.clone()));
         *response.status_mut() = self.status;
+        // Outer layers (an access log) learn which refusal this was without parsing the body.
+        response
+            .extensions_mut()
+            .insert(RejectionReason(self.reason.clone()));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
         headers.insert(header::CACHE_CONTROL, NO_STORE);
@@ -225,6 +229,28 @@ impl Rejection {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+/// The reason of a [`Rejection`], in the extensions of every response built from one, so that
+/// layers further out (an access log, a metrics layer) can tell a refusal from the application's
+/// own 4xx or 5xx and say which layer answered.
+///
+/// ```
+/// use http::StatusCode;
+/// use palisade_core::{NoGuard, Rejection, RejectionReason};
+///
+/// let shed = Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "shed").build().unwrap();
+/// let response = shed.response::<axum::body::Body, NoGuard>();
+/// assert_eq!(response.extensions().get::<RejectionReason>().unwrap().as_str(), "shed");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionReason(Cow<'static, str>);
+
+impl RejectionReason {
+    /// The machine-readable reason (`concurrency_limit`, `quota_exceeded`, ...).
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
