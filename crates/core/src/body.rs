@@ -265,10 +265,8 @@ mod tests {
     #[tokio::test]
     async fn the_guard_sees_every_data_byte_before_the_end() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let body = ResponseBody::with_guard(
-            chunks(vec![Ok("abc"), Ok("de")]),
-            Counted(seen.clone(), 0),
-        );
+        let body =
+            ResponseBody::with_guard(chunks(vec![Ok("abc"), Ok("de")]), Counted(seen.clone(), 0));
         body.collect().await.unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![(BodyEnd::Completed, 5)]);
 

@@ -84,7 +84,9 @@ pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
 pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
 pub use peer::{Cidr, PeerTrust, TrustedPeers, peer_ip};
 pub use priority::{ParsePriorityError, Priority};
-pub use rejection::{Rejection, RejectionBuilder, RejectionReason, RetryAfter, retry_after_seconds};
+pub use rejection::{
+    Rejection, RejectionBuilder, RejectionReason, RetryAfter, retry_after_seconds,
+};
 pub use request_id::{InvalidRequestId, MissingRequestId, RequestId, Scoped, with_current};
 pub use route::{RouteLabel, UNMATCHED_ROUTE};
 pub use span::SpanLevel;
