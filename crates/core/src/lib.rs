@@ -91,5 +91,11 @@ pub use request_id::{InvalidRequestId, MissingRequestId, RequestId, Scoped, with
 pub use route::{RouteLabel, UNMATCHED_ROUTE};
 pub use span::SpanLevel;
 
+/// The `tracing` target of security events: one structured event per request refused by the
+/// request guard, a rate limit or the admin token, with a stable `event` name and a `reason`, so
+/// that operators can alert on them from logs as well as from metrics (and route or silence them:
+/// `RUST_LOG=palisade::security=warn`).
+pub const SECURITY_TARGET: &str = "palisade::security";
+
 #[cfg(all(test, palisade_loom))]
 mod loom_tests;

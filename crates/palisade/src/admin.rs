@@ -23,7 +23,9 @@ use std::{
 };
 
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
-use palisade_core::{AdmitFuture, NoGuard, OnBodyEnd, Refusal, Rejection, ResponseBody};
+use palisade_core::{
+    AdmitFuture, NoGuard, OnBodyEnd, Refusal, Rejection, RequestId, ResponseBody, SECURITY_TARGET,
+};
 use tower::{Layer, Service};
 
 /// The environment variable holding the admin token.
@@ -205,8 +207,9 @@ where
             None => AdmitFuture::admitted(self.inner.call(request), NoGuard),
             Some(why) => {
                 tracing::warn!(
-                    target: "palisade::admin",
+                    target: SECURITY_TARGET,
                     event = "admin_refused",
+                    request_id = request.extensions().get::<RequestId>().map(RequestId::as_str),
                     reason = if why == Refused::Disabled { "disabled" } else { "unauthorized" },
                     path = %request.uri().path().escape_debug().to_string().chars().take(128).collect::<String>(),
                     "admin request refused"

@@ -4,7 +4,7 @@ use std::{cell::Cell, collections::HashMap, sync::Arc, time::Duration};
 
 use axum::extract::MatchedPath;
 use http::{HeaderValue, Request, Response, StatusCode};
-use palisade_core::{EnforcementMode, Rejection, ResponseBody, RetryAfter};
+use palisade_core::{EnforcementMode, Rejection, ResponseBody, RetryAfter, SECURITY_TARGET};
 use tokio::time::Instant;
 
 use crate::{
@@ -282,6 +282,17 @@ impl Limiter {
         }
         let (position, wait) = longest_wait(states).unwrap_or((0, Duration::ZERO));
         let policy = applied.indices().nth(position).unwrap_or(0);
+        // The security event; inside the telemetry layer's span, whose fields (request id, trace
+        // id) JSON logs carry beside it.
+        tracing::info!(
+            target: SECURITY_TARGET,
+            event = "rate_limited",
+            reason = "quota_exceeded",
+            status = 429,
+            policy = self.policies[policy].name(),
+            retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "request refused by a rate limit"
+        );
         let mut response = self.rejections[policy].response_retry_in(wait);
         if let Some(fields) = fields {
             fields.apply(response.headers_mut());

@@ -528,3 +528,44 @@ async fn the_documented_refusal_is_what_is_sent() {
         serde_json::from_str::<serde_json::Value>(r#"{"type":"urn:palisade:problem:quota_exceeded","title":"Too Many Requests","status":429,"detail":"Rate limit \"per_minute\" exceeded. Retry after the delay in Retry-After.","reason":"quota_exceeded","policy":"per_minute","violated-policies":["per_minute"]}"#).unwrap()
     );
 }
+
+/// Every line a `tracing` subscriber wrote, for the security event test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_one_security_event() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = app(one_policy(PolicyConfig::per_second(1).burst(1)));
+    assert_eq!(send(&app, "/").await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, "/").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "the admitted request logs nothing: {out}"
+    );
+    assert!(out.contains("INFO palisade::security"), "{out}");
+    assert!(out.contains("event=\"rate_limited\""), "{out}");
+    assert!(out.contains("policy=\"p\""), "{out}");
+    assert!(out.contains("retry_after_ms=1000"), "{out}");
+}

@@ -1,8 +1,10 @@
 //! The guard's shared state: the compiled policy, one prepared rejection per reason, the metric
 //! handles. Built once per layer; every service and future holds an `Arc` of it.
 
-use http::{HeaderValue, Method, Response, StatusCode, Uri, header};
-use palisade_core::{ConfigError, EnforcementMode, OnBodyEnd, Rejection, ResponseBody};
+use http::{Extensions, HeaderValue, Method, Response, StatusCode, Uri, header};
+use palisade_core::{
+    ConfigError, EnforcementMode, OnBodyEnd, Rejection, RequestId, ResponseBody, SECURITY_TARGET,
+};
 
 use crate::{
     config::RequestGuardConfig,
@@ -11,9 +13,6 @@ use crate::{
     reason::Reason,
     target::{Finding, Policy, redirect_target},
 };
-
-/// The log target of every refusal.
-const LOG_TARGET: &str = "palisade::request_guard";
 
 #[derive(Debug)]
 pub(crate) struct Guard {
@@ -60,31 +59,42 @@ impl Guard {
     /// request anyway.
     #[inline(never)]
     #[cold]
-    pub(crate) fn refuse(&self, finding: Finding, method: &Method, uri: &Uri) -> Option<Refusal> {
+    pub(crate) fn refuse(
+        &self,
+        finding: Finding,
+        method: &Method,
+        uri: &Uri,
+        extensions: &Extensions,
+    ) -> Option<Refusal> {
         let reason = finding.reason();
         self.metrics.rejected(reason);
-        let target = uri
-            .path_and_query()
-            .map_or(uri.path().as_bytes(), |pq| pq.as_str().as_bytes());
+        // The path only, escaped: query strings carry tokens, and this is before any redaction.
+        let path = Escaped(uri.path().as_bytes());
         let method = Escaped(method.as_str().as_bytes());
+        let request_id = extensions.get::<RequestId>().map(RequestId::as_str);
         if !self.mode.enforces() {
-            // Info, not debug: seeing what would be refused is the point of observe-only mode.
             tracing::info!(
-                target: LOG_TARGET,
+                target: SECURITY_TARGET,
+                event = "request_refused_observed",
                 reason = reason.as_str(),
                 %method,
-                target = %Escaped(target),
-                "request would be refused (observe-only, served)"
+                %path,
+                request_id,
+                "request would be refused before routing (observe-only, served)"
             );
             return None;
         }
-        // Debug: scanners send these all day; the metric is the signal, the log the detail.
-        tracing::debug!(
-            target: LOG_TARGET,
+        // One event per refusal, the security event operators alert on; the access log does not
+        // see these requests (they never reach the router), so this line carries the request id.
+        tracing::info!(
+            target: SECURITY_TARGET,
+            event = "request_refused",
             reason = reason.as_str(),
+            status = reason.status().as_u16(),
             %method,
-            target = %Escaped(target),
-            "request refused"
+            %path,
+            request_id,
+            "request refused before routing"
         );
         let location = match finding {
             Finding::MergeSlashes => {

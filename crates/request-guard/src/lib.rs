@@ -73,9 +73,12 @@
 //! | `palisade_request_guard_rejected_total` | counter | `reason` ([`Reason::as_str`]), `mode` (`enforce`, or `observe_only`: counted but served) |
 //!
 //! A redirect of `//` counts as `double_slash`. Metric handles are registered (and described) when
-//! the layer is built: install the recorder first. Each refusal is logged once, with `tracing`
-//! target `palisade::request_guard`: at debug level when enforced (scanners are noisy; the metric
-//! is the signal), at info level in observe-only mode.
+//! the layer is built: install the recorder first. Each refusal is one security event on the
+//! `tracing` target `palisade::security` (`palisade_core::SECURITY_TARGET`), at info level:
+//! `event = "request_refused"` (or `request_refused_observed` in observe-only mode), the `reason`,
+//! the `status`, the method, the path (escaped, cut after 128 bytes, never the query) and the
+//! `request_id`. Scanners send these all day: `RUST_LOG=palisade::security=warn` silences them,
+//! and the metric stays the signal.
 
 mod config;
 mod deny;

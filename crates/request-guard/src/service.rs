@@ -72,7 +72,9 @@ where
             uri.query().map(str::as_bytes),
         );
         if let Err(finding) = checked
-            && let Some(refusal) = self.guard.refuse(finding, request.method(), uri)
+            && let Some(refusal) =
+                self.guard
+                    .refuse(finding, request.method(), uri, request.extensions())
         {
             return ResponseFuture::refused(Refused {
                 guard: Arc::clone(&self.guard),

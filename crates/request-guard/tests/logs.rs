@@ -1,5 +1,5 @@
-//! Each refusal is logged once, at the documented target and level, with the target escaped and
-//! truncated.
+//! Each refusal is one security event, at the documented target and level, with the path
+//! escaped and truncated, the query left out and the request id in.
 
 use std::{
     convert::Infallible,
@@ -10,6 +10,7 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
+use palisade_core::RequestId;
 use palisade_request_guard::RequestGuardLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -45,8 +46,10 @@ async fn logged(layer: RequestGuardLayer, targets: &[String]) -> String {
     let mut svc = layer.layer(service_fn(|_: Request<()>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     }));
-    for target in targets {
-        let request = Request::get(target.as_str()).body(()).unwrap();
+    for (i, target) in targets.iter().enumerate() {
+        let mut request = Request::get(target.as_str()).body(()).unwrap();
+        let id = RequestId::new(&format!("req-{i}")).unwrap();
+        request.extensions_mut().insert(id);
         svc.ready().await.unwrap().call(request).await.unwrap();
     }
     String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
@@ -57,19 +60,27 @@ async fn one_escaped_truncated_line_per_refusal() {
     let long = format!("/{}/%2e%2e", "x".repeat(300));
     let targets = [
         "/ok".to_owned(),
-        "/a\\b\"c".to_owned(),
+        "/a\\b\"c?token=secret".to_owned(),
         long,
         "/fine".to_owned(),
     ];
     let out = logged(RequestGuardLayer::new(), &targets).await;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("INFO palisade::security"), "{}", lines[0]);
     assert!(
-        lines[0].contains("DEBUG palisade::request_guard"),
+        lines[0].contains("event=\"request_refused\""),
         "{}",
         lines[0]
     );
     assert!(lines[0].contains("reason=\"backslash\""), "{}", lines[0]);
+    assert!(lines[0].contains("status=400"), "{}", lines[0]);
+    assert!(lines[0].contains("request_id=\"req-1\""), "{}", lines[0]);
+    assert!(
+        !lines[0].contains("secret"),
+        "the query stays out: {}",
+        lines[0]
+    );
     assert!(lines[0].contains("/a\\x5cb\\x22c"), "{}", lines[0]);
     assert!(lines[1].contains("reason=\"dot_segment\""), "{}", lines[1]);
     assert!(lines[1].contains("...(+"), "not truncated: {}", lines[1]);
@@ -85,6 +96,7 @@ async fn observe_only_logs_at_info() {
     let layer = RequestGuardLayer::builder().observe_only().build().unwrap();
     let out = logged(layer, &["/a/../b".to_owned()]).await;
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("INFO palisade::request_guard"), "{out}");
+    assert!(out.contains("INFO palisade::security"), "{out}");
+    assert!(out.contains("event=\"request_refused_observed\""), "{out}");
     assert!(out.contains("observe-only"), "{out}");
 }
