@@ -193,7 +193,7 @@ where
             } else {
                 span.context()
             };
-            propagation::inject(cx.span().span_context(), request.headers_mut());
+            propagation::inject(&cx, request.headers_mut());
         }
         let inner = {
             let _entered = span.enter();

@@ -7,7 +7,13 @@ use http::HeaderName;
 use opentelemetry::Key;
 use palisade_core::{ConfigError, SpanLevel};
 
-use crate::{layer::TelemetryLayer, metrics::HttpMetrics, propagation::DEFAULT_TRACESTATE_LIMIT};
+use crate::{
+    access_log::{AccessLog, AccessLogConfig},
+    export::LogFormat,
+    layer::TelemetryLayer,
+    metrics::HttpMetrics,
+    propagation::DEFAULT_TRACESTATE_LIMIT,
+};
 
 /// The configuration section name used in error keys (`telemetry.request_headers[0]`).
 const SECTION: &str = "telemetry";
@@ -70,7 +76,15 @@ const MAX_TRACESTATE_LIMIT: usize = 8192;
 /// request_headers = ["x-forwarded-for"]
 /// response_headers = ["content-type"]
 /// default_scheme = "http"         # `url.scheme` when the request target has none
+///
+/// [telemetry.access_log]
+/// enabled = true                  # one line per request on the `palisade::access` target
+/// sample_successes = 10           # keep 1 in 10 successes; every failure and refusal is kept
+/// client_address = "truncated"    # full | truncated | hashed | omitted
 /// ```
+///
+/// `log_format = "json"` (in `[telemetry]`) is for the application's logger; see
+/// [`TelemetryConfig::log_format`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -110,6 +124,13 @@ pub struct TelemetryConfig {
     /// `https`, for a server behind a TLS terminator. Default `http`. Forwarded headers are not
     /// consulted: clients can forge them.
     pub default_scheme: String,
+    /// The access log: one line per request when its body ends. Default off.
+    pub access_log: AccessLogConfig,
+    /// How the application logs: text or JSON lines. The application copies it into
+    /// [`TracingConfig::log_format`](crate::TracingConfig::log_format) before `init`. For `json`
+    /// the server span also records `trace_id`, so every JSON line inside a request carries it
+    /// beside `request_id`. Default text.
+    pub log_format: LogFormat,
 }
 
 impl Default for TelemetryConfig {
@@ -128,6 +149,8 @@ impl Default for TelemetryConfig {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             default_scheme: "http".to_owned(),
+            access_log: AccessLogConfig::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -242,6 +265,19 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The access log ([`AccessLogConfig`]). Default off.
+    pub fn access_log(mut self, config: AccessLogConfig) -> Self {
+        self.config.access_log = config;
+        self
+    }
+
+    /// The application's log format; `Json` also records `trace_id` on the server span.
+    /// Default text.
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.config.log_format = format;
+        self
+    }
+
     /// The configuration built so far.
     pub fn config(&self) -> &TelemetryConfig {
         &self.config
@@ -272,6 +308,9 @@ pub(crate) struct Settings {
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
     pub(crate) default_https: bool,
     pub(crate) http_metrics: HttpMetrics,
+    pub(crate) access_log: Option<AccessLog>,
+    /// Record `trace_id` on the server span (JSON logs).
+    pub(crate) trace_id_field: bool,
 }
 
 fn headers(
@@ -352,6 +391,8 @@ fn compile(config: &TelemetryConfig) -> Result<Settings, ConfigError> {
         )?,
         default_https,
         http_metrics: HttpMetrics::new(),
+        access_log: config.access_log.compile()?,
+        trace_id_field: config.log_format == LogFormat::Json,
     })
 }
 

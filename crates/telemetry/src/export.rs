@@ -129,6 +129,25 @@ impl TraceSampler {
     }
 }
 
+/// How [`TracingConfig::init`]'s logger writes lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal (the default).
+    #[default]
+    Text,
+    /// One JSON object per line (`tracing-subscriber`'s JSON formatter): the event's fields at
+    /// the top level beside `timestamp`, `level`, `target` and `message`, and the fields of the
+    /// current span under `span` (the server span's `request_id`, and its `trace_id` when the
+    /// telemetry layer records it).
+    Json,
+}
+
 /// The configuration of trace export and of the subscriber [`init`] installs.
 ///
 /// [`TracingConfig::from_env`] reads the standard variables:
@@ -146,6 +165,7 @@ impl TraceSampler {
 /// | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | `max_export_batch_size` | 512 |
 /// | `OTEL_BSP_SCHEDULE_DELAY` (ms) | `scheduled_delay` | 5 s |
 /// | `RUST_LOG` | `log_filter` (stdout logs only) | `info` |
+/// | (none: set it from `[telemetry] log_format`) | `log_format` | text |
 ///
 /// `OTEL_EXPORTER_OTLP_HEADERS` (and the `_TRACES_` variant) and `OTEL_EXPORTER_OTLP_COMPRESSION`
 /// are read by `opentelemetry-otlp` itself. A value that does not parse is a
@@ -194,6 +214,8 @@ pub struct TracingConfig {
     /// Whether [`TracingConfig::init`] also logs to stdout (`tracing_subscriber::fmt`, with
     /// colours on a terminal). Default `true`.
     pub log_to_stdout: bool,
+    /// Text or JSON lines. Default text.
+    pub log_format: LogFormat,
     /// Record source code locations (`code.file.path`, `code.line.number`) on spans. Default
     /// `false`: the server span's location would be this crate's.
     pub span_locations: bool,
@@ -216,6 +238,7 @@ impl Default for TracingConfig {
             log_filter: "info".to_owned(),
             span_filter: "info".to_owned(),
             log_to_stdout: true,
+            log_format: LogFormat::Text,
             span_locations: false,
         }
     }
@@ -652,6 +675,62 @@ impl TracingConfig {
         }
     }
 
+    /// The logger [`init`](Self::init) installs, writing to `writer` instead of stdout: the
+    /// [`log_format`](Self::log_format), filtered by [`log_filter`](Self::log_filter). For a
+    /// subscriber of your own (add [`TracingGuard::layer`] beside it), or to capture lines.
+    ///
+    /// ```
+    /// use palisade_telemetry::{LogFormat, TracingConfig};
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let config = TracingConfig { log_format: LogFormat::Json, ..TracingConfig::default() };
+    /// let subscriber = tracing_subscriber::Registry::default()
+    ///     .with(config.log_layer(std::io::stderr).unwrap());
+    /// tracing::subscriber::with_default(subscriber, || tracing::info!(answer = 42, "logged"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `log_filter` does not parse.
+    pub fn log_layer<S, W>(
+        &self,
+        writer: W,
+    ) -> Result<Box<dyn Layer<S> + Send + Sync + 'static>, ConfigError>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        self.logger(writer, false)
+    }
+
+    fn logger<S, W>(
+        &self,
+        writer: W,
+        ansi: bool,
+    ) -> Result<Box<dyn Layer<S> + Send + Sync + 'static>, ConfigError>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let filter = EnvFilter::try_new(&self.log_filter)
+            .map_err(|e| ConfigError::new("tracing.log_filter", e.to_string()))?;
+        Ok(match self.log_format {
+            LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(writer)
+                .with_filter(filter)
+                .boxed(),
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer)
+                .with_filter(filter)
+                .boxed(),
+        })
+    }
+
     /// Builds the pipeline and installs the global `tracing` subscriber: an `EnvFilter`
     /// ([`log_filter`](Self::log_filter)), a stdout logger when
     /// [`log_to_stdout`](Self::log_to_stdout), and the OpenTelemetry layer; sets the global
@@ -665,13 +744,7 @@ impl TracingConfig {
         let guard = self.build()?;
         let stdout = if self.log_to_stdout {
             use std::io::IsTerminal;
-            let filter = EnvFilter::try_new(&self.log_filter)
-                .map_err(|e| ConfigError::new("tracing.log_filter", e.to_string()))?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_filter(filter),
-            )
+            Some(self.logger(std::io::stdout, std::io::stdout().is_terminal())?)
         } else {
             None
         };

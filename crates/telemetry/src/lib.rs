@@ -141,6 +141,7 @@
 //!
 //! There is no observe-only mode: the layer observes and never enforces anything.
 
+mod access_log;
 mod attributes;
 mod client;
 mod config;
@@ -154,10 +155,13 @@ mod prometheus;
 pub mod propagation;
 mod service;
 
+pub use access_log::{ACCESS_LOG_TARGET, AccessLogConfig, ClientAddress};
 pub use client::{ClientFuture, TracePropagation, TracePropagationLayer};
 pub use config::{DEFAULT_REDACTED_QUERY_KEYS, TelemetryBuilder, TelemetryConfig};
 pub use error::TelemetryError;
-pub use export::{ExportStats, OtlpProtocol, TraceSampler, TracingConfig, TracingGuard, init};
+pub use export::{
+    ExportStats, LogFormat, OtlpProtocol, TraceSampler, TracingConfig, TracingGuard, init,
+};
 pub use extract::{MissingTraceId, TraceId};
 pub use future::ResponseFuture;
 pub use layer::TelemetryLayer;

@@ -1,8 +1,9 @@
 //! W3C Trace Context: strict parsing of `traceparent` and `tracestate`, extraction of the parent
 //! context of a request, and injection of the current context into an outgoing request.
 //!
-//! The parsers follow the [W3C Trace Context] recommendation (level 1) and the checks of its
-//! official test suite (`STRICT_LEVEL=2`):
+//! The parsers follow the [W3C Trace Context] recommendation and pass every case of its official
+//! test suite (w3c/trace-context `test/test.py`, `STRICT_LEVEL=2`, level 2 cases included; the
+//! crate's `tests/w3c_suite.rs` runs them against a real server):
 //!
 //! - **`traceparent`**: `version-traceid-parentid-flags`, lowercase hex only. Version `ff` is
 //!   invalid; version `00` is exactly 55 characters; a higher version is parsed by its first four
@@ -11,21 +12,29 @@
 //!   A request with two `traceparent` fields, or an invalid one, starts a new trace.
 //! - **`tracestate`**: parsed only when `traceparent` is valid. Several fields are joined in
 //!   order, as RFC 9110 says. Empty and whitespace-only list members are ignored. Every member
-//!   must be `key=value` with a key of the spec's grammar (`simple-key` of at most 256 characters
-//!   starting with a lowercase letter, or `tenant@system` with a tenant of at most 241 and a
-//!   system of at most 14 characters) and a value of 1 to 256 printable ASCII characters other
-//!   than `,` and `=`, not ending in a space. More than 32 members, a duplicated key or any
-//!   invalid member discards the whole `tracestate` (the `traceparent` is still used).
+//!   must be `key=value` with a key of the spec's grammar (1 to 256 characters of `a-z`, `0-9`,
+//!   `_`, `-`, `*`, `/` and `@`, starting with a letter or a digit) and a value of 1 to 256
+//!   printable ASCII characters other than `,` and `=`, not ending in a space. A repeated key
+//!   keeps its first (left-most) entry; the later ones are dropped, as the spec allows. More than
+//!   32 members or any invalid member discards the whole `tracestate` (the `traceparent` is still
+//!   used).
 //! - **Length**: a valid `tracestate` longer than the limit (default 512 characters, the length
 //!   the spec says every vendor should propagate) is truncated by whole entries as the spec
 //!   says: entries longer than 128 characters go first, then entries from the end.
+//! - **Flags**: the `sampled` flag and, for the caller's trace id, the level 2 `random` flag are
+//!   propagated; other flag bits are set to zero.
 //!
-//! Only the `sampled` flag is propagated; other flag bits are set to zero, as level 1 requires.
+//! The parsed `tracestate` travels in the OpenTelemetry [`Context`] next to the span context, so
+//! an outgoing request carries exactly the list that came in, even the keys OpenTelemetry's own
+//! [`TraceState`] refuses (it still follows the older `tenant@system` rule: one `@`, a system id
+//! of at most 13 characters). OpenTelemetry (samplers, exporters) sees the members it accepts;
+//! when a sampler changes the span's `TraceState`, that one is propagated instead.
 //!
-//! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
+//! [W3C Trace Context]: https://www.w3.org/TR/trace-context-2/
 //!
 //! ```
-//! use palisade_telemetry::propagation::{TraceParent, parse_tracestate};
+//! use opentelemetry::trace::TraceContextExt;
+//! use palisade_telemetry::propagation::{TraceParent, extract, inject, parse_tracestate};
 //!
 //! let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
 //! assert!(parent.sampled);
@@ -37,13 +46,30 @@
 //!
 //! let state = parse_tracestate(["rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"], 512).unwrap();
 //! assert_eq!(state.header(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
-//! assert!(parse_tracestate(["foo=1,foo=2"], 512).is_err());
+//! // A repeated key keeps its first entry; a key with two `@` is valid.
+//! let state = parse_tracestate(["foo=1,foo=2", "a@b@c=3"], 512).unwrap();
+//! assert_eq!(state.header(), "foo=1,a@b@c=3");
+//! assert!(parse_tracestate(["FOO=1,bar=2"], 512).is_err());
+//!
+//! // Extraction gives the parent context; injection writes it back (here without a child span).
+//! let mut incoming = http::HeaderMap::new();
+//! incoming.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03".parse().unwrap());
+//! incoming.insert("tracestate", "a@b@c=3".parse().unwrap());
+//! let cx = extract(&incoming, 512).unwrap();
+//! assert!(cx.span().span_context().is_remote());
+//! let mut outgoing = http::HeaderMap::new();
+//! inject(&cx, &mut outgoing);
+//! assert_eq!(outgoing["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03");
+//! assert_eq!(outgoing["tracestate"], "a@b@c=3");
 //! ```
 
 use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry::{
+    Context,
+    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
+};
 
 /// The `traceparent` header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -60,8 +86,13 @@ pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// Entries longer than this are the first to go when a `tracestate` is truncated.
 const LARGE_ENTRY: usize = 128;
 
-/// A parsed `traceparent`: the caller's trace id, its span id (our parent), and whether the
-/// caller sampled the trace.
+/// The `sampled` trace flag.
+const SAMPLED: u8 = 0x01;
+/// The `random` trace flag (trace context level 2).
+const RANDOM: u8 = 0x02;
+
+/// A parsed `traceparent`: the caller's trace id, its span id (our parent), and the trace flags
+/// this crate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
     /// The trace id, never all zero.
@@ -70,6 +101,9 @@ pub struct TraceParent {
     pub parent_id: SpanId,
     /// The `sampled` flag.
     pub sampled: bool,
+    /// The `random` flag (trace context level 2): at least the right-most 7 bytes of the trace
+    /// id are random.
+    pub random: bool,
 }
 
 /// Why a `traceparent` value was refused. The value itself is not kept: it is client input.
@@ -109,12 +143,10 @@ impl std::error::Error for InvalidTraceParent {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidTraceState {
-    /// More than 32 list members.
+    /// More than 32 list members (repeated keys not counted).
     TooManyMembers,
     /// A list member is not `key=value`, or its key or value breaks the grammar.
     Member,
-    /// A key appears twice.
-    DuplicateKey,
 }
 
 impl fmt::Display for InvalidTraceState {
@@ -122,7 +154,6 @@ impl fmt::Display for InvalidTraceState {
         f.write_str(match self {
             Self::TooManyMembers => "invalid tracestate: more than 32 list members",
             Self::Member => "invalid tracestate: a list member breaks the key=value grammar",
-            Self::DuplicateKey => "invalid tracestate: duplicated key",
         })
     }
 }
@@ -211,7 +242,8 @@ impl TraceParent {
         Ok(Self {
             trace_id: TraceId::from_bytes(trace),
             parent_id: SpanId::from_bytes(span),
-            sampled: flags[0] & 1 == 1,
+            sampled: flags[0] & SAMPLED != 0,
+            random: flags[0] & RANDOM != 0,
         })
     }
 
@@ -221,30 +253,38 @@ impl TraceParent {
             trace_id: cx.trace_id(),
             parent_id: cx.span_id(),
             sampled: cx.is_sampled(),
+            random: cx.trace_flags().to_u8() & RANDOM != 0,
         })
+    }
+
+    /// The trace flags: `sampled` and `random`, every other bit zero.
+    pub fn trace_flags(&self) -> TraceFlags {
+        TraceFlags::new(
+            if self.sampled { SAMPLED } else { 0 } | if self.random { RANDOM } else { 0 },
+        )
     }
 
     /// The value as a header (55 bytes, version `00`).
     pub fn to_header_value(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
-        let mut i = 3;
-        for b in self.trace_id.to_bytes() {
-            out[i] = HEX[usize::from(b >> 4)];
-            out[i + 1] = HEX[usize::from(b & 0xf)];
-            i += 2;
-        }
-        out[i] = b'-';
-        i += 1;
-        for b in self.parent_id.to_bytes() {
-            out[i] = HEX[usize::from(b >> 4)];
-            out[i + 1] = HEX[usize::from(b & 0xf)];
-            i += 2;
-        }
-        out[i..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        encode_hex(&self.trace_id.to_bytes(), &mut out[3..35]);
+        out[35] = b'-';
+        encode_hex(&self.parent_id.to_bytes(), &mut out[36..52]);
+        out[52] = b'-';
+        encode_hex(&[self.trace_flags().to_u8()], &mut out[53..]);
         // Lowercase hex and dashes only: always a valid header value.
         HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Encodes `bytes` as lowercase hex into `out` (two characters per byte).
+fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    debug_assert_eq!(out.len(), bytes.len() * 2);
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
 }
 
@@ -252,33 +292,91 @@ impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "00-{}-{}-{}",
+            "00-{}-{}-{:02x}",
             self.trace_id,
             self.parent_id,
-            if self.sampled { "01" } else { "00" }
+            self.trace_flags().to_u8()
+        )
+    }
+}
+
+/// A parsed `tracestate`: its list members in order, repeated keys dropped, truncated to the
+/// length limit. Unlike OpenTelemetry's [`TraceState`], it holds every key the current grammar
+/// allows (`a@b@c`, `tenant@` followed by a long system id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceStateList {
+    entries: Vec<(String, String)>,
+}
+
+impl TraceStateList {
+    /// The combined header value: `key=value` members joined by `,`.
+    pub fn header(&self) -> String {
+        let mut out = String::with_capacity(combined_len(&self.entries));
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push('=');
+            out.push_str(value);
+        }
+        out
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The list members, `(key, value)`, in order.
+    pub fn members(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of list members.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is no list member.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The members OpenTelemetry's [`TraceState`] accepts, in order: all of them, except keys
+    /// with more than one `@` or more than 13 characters after it.
+    pub fn to_trace_state(&self) -> TraceState {
+        self.project().0
+    }
+
+    /// The OpenTelemetry `TraceState`, and whether it holds every member.
+    fn project(&self) -> (TraceState, bool) {
+        if let Ok(all) = TraceState::from_key_value(self.members()) {
+            return (all, true);
+        }
+        let accepted = self
+            .members()
+            .filter(|&member| TraceState::from_key_value([member]).is_ok());
+        (
+            TraceState::from_key_value(accepted).unwrap_or_default(),
+            false,
         )
     }
 }
 
 const fn is_key_char(b: u8) -> bool {
-    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
-/// `simple-key` or `tenant-id "@" system-id` (trace context level 1).
+/// `key = ( lcalpha / DIGIT ) 0*255( keychar )`, with `keychar` a lowercase letter, a digit or
+/// one of `_-*/@` (the current grammar; level 1's `tenant@system` split is gone).
 fn valid_key(key: &[u8]) -> bool {
-    let all_key_chars = |s: &[u8]| s.iter().all(|&b| is_key_char(b));
-    match key.iter().position(|&b| b == b'@') {
-        None => (1..=256).contains(&key.len()) && key[0].is_ascii_lowercase() && all_key_chars(key),
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            (1..=241).contains(&tenant.len())
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && all_key_chars(tenant)
-                && (1..=14).contains(&system.len())
-                && system[0].is_ascii_lowercase()
-                && all_key_chars(system)
-        }
-    }
+    matches!(key.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && key.len() <= 256
+        && key.iter().all(|&b| is_key_char(b))
 }
 
 /// `0*255(chr) nblk-chr`: 1 to 256 printable ASCII characters without `,` or `=`, not ending in
@@ -292,12 +390,16 @@ fn valid_value(value: &[u8]) -> bool {
 }
 
 /// Parses the `tracestate` fields of a request, in order, and truncates the result to
-/// `max_len` characters by whole entries (see the [module documentation](self)).
+/// `max_len` characters by whole entries (see the [module documentation](self)). A repeated key
+/// keeps its first entry.
 ///
 /// # Errors
 ///
 /// [`InvalidTraceState`] when the list as a whole must be discarded.
-pub fn parse_tracestate<I, V>(fields: I, max_len: usize) -> Result<TraceState, InvalidTraceState>
+pub fn parse_tracestate<I, V>(
+    fields: I,
+    max_len: usize,
+) -> Result<TraceStateList, InvalidTraceState>
 where
     I: IntoIterator<Item = V>,
     V: AsRef<[u8]>,
@@ -316,20 +418,23 @@ where
             if !valid_key(key) || !valid_value(value) {
                 return Err(InvalidTraceState::Member);
             }
+            // "Adding a key/value pair MUST NOT result in the same key being present multiple
+            // times": the first (left-most) entry wins, the later ones are dropped.
+            if entries.iter().any(|(k, _)| k.as_bytes() == key) {
+                continue;
+            }
             if entries.len() == MAX_TRACESTATE_MEMBERS {
                 return Err(InvalidTraceState::TooManyMembers);
             }
             // Both checked to be ASCII.
-            let key = String::from_utf8_lossy(key).into_owned();
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(InvalidTraceState::DuplicateKey);
-            }
-            entries.push((key, String::from_utf8_lossy(value).into_owned()));
+            entries.push((
+                String::from_utf8_lossy(key).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
         }
     }
     truncate(&mut entries, max_len);
-    // Every entry passed a stricter check than `from_key_value`'s.
-    Ok(TraceState::from_key_value(entries).unwrap_or_default())
+    Ok(TraceStateList { entries })
 }
 
 /// The length of the combined header: entries and the commas between them.
@@ -361,11 +466,26 @@ fn truncate(entries: &mut Vec<(String, String)>, max_len: usize) {
     }
 }
 
-/// The parent context of an incoming request: the remote span context from a valid
-/// `traceparent` (with its `tracestate`, when that is valid too, truncated to
-/// `max_tracestate_len`), or `None` when the request starts a new trace (no `traceparent`, an
-/// invalid one, or two of them).
-pub fn extract(headers: &HeaderMap, max_tracestate_len: usize) -> Option<SpanContext> {
+/// What an OpenTelemetry span context cannot carry from a request, kept in the [`Context`] next
+/// to it (only when there is something to keep): the whole `tracestate` and the `random` flag.
+#[derive(Debug)]
+struct Incoming {
+    trace_id: TraceId,
+    random: bool,
+    state: TraceStateList,
+    /// The `TraceState` the remote span context got: while a span of the trace still has it
+    /// (no sampler changed it), `state` is what to propagate.
+    otel_state: TraceState,
+}
+
+/// The parent context of an incoming request, for `tracing_opentelemetry`'s `set_parent`: the
+/// remote span context from a valid `traceparent` (with its `tracestate`, when that is valid
+/// too, truncated to `max_tracestate_len`), or `None` when the request starts a new trace (no
+/// `traceparent`, an invalid one, or two of them).
+///
+/// The span context's [`TraceState`] holds the members OpenTelemetry accepts; the context also
+/// keeps the whole list and the `random` flag for [`inject`].
+pub fn extract(headers: &HeaderMap, max_tracestate_len: usize) -> Option<Context> {
     let mut parents = headers.get_all(TRACEPARENT).iter();
     let value = parents.next()?;
     if parents.next().is_some() {
@@ -382,42 +502,68 @@ pub fn extract(headers: &HeaderMap, max_tracestate_len: usize) -> Option<SpanCon
         )
         .unwrap_or_default()
     } else {
-        TraceState::NONE
+        TraceStateList::default()
     };
-    Some(SpanContext::new(
+    let (otel_state, complete) = state.project();
+    let remote = SpanContext::new(
         parent.trace_id,
         parent.parent_id,
-        if parent.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        },
+        parent.trace_flags(),
         true,
-        state,
-    ))
+        otel_state.clone(),
+    );
+    let cx = Context::new().with_remote_span_context(remote);
+    // The SDK keeps the flags of a sampled parent but not of a dropped one, and it only holds
+    // the members it accepts.
+    Some(if parent.random || !complete {
+        cx.with_value(Incoming {
+            trace_id: parent.trace_id,
+            random: parent.random,
+            state,
+            otel_state,
+        })
+    } else {
+        cx
+    })
 }
 
-/// Writes `cx` into `headers` as `traceparent` (and `tracestate` when not empty), replacing any
-/// value there. Does nothing when `cx` is not a valid span context.
+/// Writes the span context of `cx` into `headers` as `traceparent` (and `tracestate` when not
+/// empty), replacing any value there. Does nothing when `cx` has no valid span context.
+///
+/// Within the trace of an [`extract`]ed request, the `tracestate` is the request's whole list
+/// (unless a sampler changed the span's) and the `random` flag is kept.
 ///
 /// For HTTP clients that are not tower services (reqwest, for instance):
 ///
 /// ```
-/// use opentelemetry::trace::TraceContextExt;
 /// use tracing_opentelemetry::OpenTelemetrySpanExt;
 ///
 /// let mut headers = http::HeaderMap::new();
-/// let cx = tracing::Span::current().context();
-/// palisade_telemetry::propagation::inject(cx.span().span_context(), &mut headers);
+/// palisade_telemetry::propagation::inject(&tracing::Span::current().context(), &mut headers);
 /// // No OpenTelemetry layer is installed here, so there is nothing to propagate.
 /// assert!(headers.is_empty());
 /// ```
-pub fn inject(cx: &SpanContext, headers: &mut HeaderMap) {
-    let Some(parent) = TraceParent::of(cx) else {
+pub fn inject(cx: &Context, headers: &mut HeaderMap) {
+    let span = cx.span();
+    let span_context = span.span_context();
+    let Some(mut parent) = TraceParent::of(span_context) else {
         return;
     };
+    let incoming = cx
+        .get::<Incoming>()
+        .filter(|incoming| incoming.trace_id == span_context.trace_id());
+    let state = match incoming {
+        Some(incoming) => {
+            parent.random |= incoming.random;
+            if *span_context.trace_state() == incoming.otel_state {
+                incoming.state.header()
+            } else {
+                span_context.trace_state().header()
+            }
+        }
+        None => span_context.trace_state().header(),
+    };
     headers.insert(TRACEPARENT, parent.to_header_value());
-    let state = cx.trace_state().header();
     if state.is_empty() {
         headers.remove(TRACESTATE);
     } else if let Ok(value) = HeaderValue::from_str(&state) {
@@ -430,21 +576,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_the_level_1_grammar() {
+    fn keys_follow_the_current_grammar() {
         assert!(valid_key(b"congo"));
         assert!(valid_key(&[b'z'; 256]));
         assert!(!valid_key(&[b'z'; 257]));
-        assert!(!valid_key(b"1abc"), "a simple key starts with a letter");
-        assert!(
-            valid_key(b"1tenant@vendor"),
-            "a tenant may start with a digit"
-        );
-        assert!(!valid_key(b"t@1vendor"), "a system id starts with a letter");
-        assert!(!valid_key(b"foo@"));
+        assert!(valid_key(b"1abc"), "a key may start with a digit");
+        assert!(valid_key(b"1tenant@vendor"));
+        assert!(valid_key(b"t@1vendor"));
+        assert!(valid_key(b"foo@"));
+        assert!(valid_key(b"foo@@bar"));
+        assert!(valid_key(b"a@b@c"));
+        assert!(valid_key(format!("{}@v", "t".repeat(242)).as_bytes()));
+        assert!(valid_key(format!("t@{}", "v".repeat(15)).as_bytes()));
+        assert!(!valid_key(b""));
         assert!(!valid_key(b"@foo"));
-        assert!(!valid_key(b"a@b@c"));
+        assert!(!valid_key(b"_foo"));
         assert!(!valid_key(b"Foo"));
         assert!(!valid_key(b"foo.bar"));
+        assert!(!valid_key(b"foo bar"));
     }
 
     #[test]
@@ -472,5 +621,18 @@ mod tests {
         assert!(header.len() <= 512, "{}", header.len());
         assert!(header.starts_with("k00="), "entries go from the end");
         assert!(!header.contains("k19="));
+    }
+
+    #[test]
+    fn opentelemetry_gets_the_members_it_accepts() {
+        let state = parse_tracestate(["a=1,b@c@d=2,t@vvvvvvvvvvvvvvv=3,e@f=4"], 512).unwrap();
+        assert_eq!(state.len(), 4);
+        assert_eq!(state.get("b@c@d"), Some("2"));
+        let (otel, complete) = state.project();
+        assert!(!complete);
+        assert_eq!(otel.header(), "a=1,e@f=4");
+        let (otel, complete) = parse_tracestate(["a=1,e@f=4"], 512).unwrap().project();
+        assert!(complete);
+        assert_eq!(otel.header(), "a=1,e@f=4");
     }
 }

@@ -16,12 +16,13 @@ use tracing::{Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
+    access_log::{AccessRecord, Ending},
     attributes::{
         MAX_RECORDED_LEN, OTHER_METHOD, SpanName, header_values, method_index, protocol_version,
         redact_query, server_address, truncated,
     },
     config::Settings,
-    extract::ServerSpan,
+    extract::{ServerSpan, TraceId},
     future::ResponseFuture,
     propagation,
 };
@@ -92,6 +93,7 @@ macro_rules! server_span {
                 .extensions()
                 .get::<RequestId>()
                 .map(RequestId::as_str),
+            trace_id = Empty,
         )
     };
 }
@@ -129,13 +131,18 @@ fn server_span<B>(
     };
     // An error here means there is no OpenTelemetry layer: nothing to parent.
     match remote {
-        Some(remote) => {
-            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        Some(parent) => {
+            let _ = span.set_parent(parent);
         }
         None if has_contextual_parent() => {
             let _ = span.set_parent(opentelemetry::Context::new());
         }
         None => {}
+    }
+    if settings.trace_id_field
+        && let Some(trace_id) = TraceId::of(&span)
+    {
+        span.record("trace_id", tracing::field::display(trace_id));
     }
     for (name, key) in &*settings.request_headers {
         if let Some(values) = header_values(request.headers(), name) {
@@ -162,9 +169,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.settings;
-        if !settings.tracing && !settings.metrics {
+        if !settings.tracing && !settings.metrics && settings.access_log.is_none() {
             return ResponseFuture::new(self.inner.call(request), None);
         }
+
         // Taken first, so the duration includes this layer's own work.
         let start = settings.metrics.then(Instant::now);
         let method = method_index(request.method());
@@ -173,6 +181,10 @@ where
             None => settings.default_https,
         };
         let route = RouteLabel::of(&request);
+        let access = settings
+            .access_log
+            .as_ref()
+            .map(|_| AccessRecord::new(&request, route.clone()));
         let span = if settings.tracing {
             server_span(settings, &mut request, method, https, &route)
         } else {
@@ -183,8 +195,8 @@ where
                 settings.http_metrics.active(method, https).increment(1.0);
                 Some((route, start))
             }
-            // No metrics and no span (no subscriber wants it): nothing to end.
-            None if span.is_disabled() => {
+            // No metrics, no span (no subscriber wants it), no access log: nothing to end.
+            None if span.is_disabled() && access.is_none() => {
                 return ResponseFuture::new(self.inner.call(request), None);
             }
             None => None,
@@ -194,6 +206,7 @@ where
             method,
             https,
             measured,
+            access,
             span,
             status: 0,
             sampled: true,
@@ -216,6 +229,8 @@ pub struct RequestTelemetry {
     https: bool,
     /// The route label and the start, when metrics are on.
     measured: Option<(RouteLabel, Instant)>,
+    /// What the access log line needs, when the access log is on.
+    access: Option<AccessRecord>,
     span: Span,
     /// The response status, 0 until there is a response.
     status: u16,
@@ -260,6 +275,9 @@ impl RequestTelemetry {
     pub(crate) fn on_response<B>(&mut self, response: &Response<B>) {
         let status = response.status();
         self.status = status.as_u16();
+        if let Some(access) = &mut self.access {
+            access.on_response(response);
+        }
         if self.span.is_disabled() {
             return;
         }
@@ -314,12 +332,35 @@ impl RequestTelemetry {
                 self.span.in_scope(|| {});
             }
         }
+        if let (Some(access), Some(log)) = (self.access.take(), &self.settings.access_log) {
+            let trace_id = (!self.span.is_disabled())
+                .then(|| TraceId::of(&self.span))
+                .flatten()
+                .map(|id| id.to_string());
+            access.write(
+                log,
+                &self.settings.redacted_query_keys,
+                &Ending {
+                    method: crate::attributes::METHODS[usize::from(self.method)],
+                    status: self.status,
+                    end,
+                    trace_id,
+                },
+            );
+        }
     }
 }
 
 impl OnBodyEnd for RequestTelemetry {
     fn on_body_end(mut self, end: BodyEnd) {
         self.finish(Some(end));
+    }
+
+    #[inline]
+    fn on_data(&mut self, len: usize) {
+        if let Some(access) = &mut self.access {
+            access.on_data(len);
+        }
     }
 }
 

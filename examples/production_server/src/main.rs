@@ -17,6 +17,14 @@ use palisade::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The configuration first: it says how to log (`[telemetry] log_format`).
+    let config = match production_server::config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
     // Logs to stdout (RUST_LOG), and spans over OTLP when a collector is configured: a demo
     // without one should not warn about an unreachable localhost:4317 every minute.
     let collector = [
@@ -25,11 +33,12 @@ async fn main() -> ExitCode {
     ]
     .iter()
     .any(|name| std::env::var_os(name).is_some());
-    let tracing = TracingConfig::from_env().map(|mut config| {
-        config.enabled &= collector;
-        config
+    let tracing = TracingConfig::from_env().map(|mut tracing| {
+        tracing.enabled &= collector;
+        tracing.log_format = config.telemetry.log_format;
+        tracing
     });
-    let tracing = match tracing.map(|config| config.init()) {
+    let tracing = match tracing.map(|tracing| tracing.init()) {
         Ok(Ok(guard)) => guard,
         Ok(Err(err)) => {
             eprintln!("cannot start tracing: {err}");
@@ -49,16 +58,10 @@ async fn main() -> ExitCode {
         }
     };
 
-    let built = production_server::config()
-        .map_err(|err| err.to_string())
-        .and_then(|config| {
-            production_server::build(config, OverloadState::global())
-                .map_err(|err| format!("configuration error: {err}"))
-        });
-    let (stack, state) = match built {
+    let (stack, state) = match production_server::build(config, OverloadState::global()) {
         Ok(built) => built,
         Err(err) => {
-            eprintln!("{err}");
+            eprintln!("configuration error: {err}");
             return ExitCode::from(2);
         }
     };
