@@ -46,8 +46,9 @@ pub const DEFAULT_REDACTED_QUERY_KEYS: [&str; 22] = [
 ];
 
 /// Headers that carry credentials: refused in the allowlists, because a span is not the place
-/// for them (tower-otel records every header, `Authorization` and `Cookie` included).
-const CREDENTIAL_HEADERS: [&str; 6] = [
+/// for them (tower-otel records every header, `Authorization` and `Cookie` included). The
+/// default of [`TelemetryConfig::sensitive_headers`].
+pub const DEFAULT_SENSITIVE_HEADERS: [&str; 6] = [
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -124,6 +125,10 @@ pub struct TelemetryConfig {
     /// `https`, for a server behind a TLS terminator. Default `http`. Forwarded headers are not
     /// consulted: clients can forge them.
     pub default_scheme: String,
+    /// Headers never recorded: listing one in `request_headers` or `response_headers` is a
+    /// configuration error. Default [`DEFAULT_SENSITIVE_HEADERS`] (`authorization`, `cookie`,
+    /// `set-cookie`, ...); add your own (`x-session-token`).
+    pub sensitive_headers: Vec<String>,
     /// The access log: one line per request when its body ends. Default off.
     pub access_log: AccessLogConfig,
     /// How the application logs: text or JSON lines. The application copies it into
@@ -149,6 +154,10 @@ impl Default for TelemetryConfig {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             default_scheme: "http".to_owned(),
+            sensitive_headers: DEFAULT_SENSITIVE_HEADERS
+                .iter()
+                .map(|&h| h.to_owned())
+                .collect(),
             access_log: AccessLogConfig::default(),
             log_format: LogFormat::Text,
         }
@@ -271,6 +280,12 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Adds a header that is never recorded ([`TelemetryConfig::sensitive_headers`]).
+    pub fn sensitive_header(mut self, name: impl Into<String>) -> Self {
+        self.config.sensitive_headers.push(name.into());
+        self
+    }
+
     /// The application's log format; `Json` also records `trace_id` on the server span.
     /// Default text.
     pub fn log_format(mut self, format: LogFormat) -> Self {
@@ -317,16 +332,20 @@ fn headers(
     field: &'static str,
     prefix: &str,
     names: &[String],
+    sensitive: &[String],
 ) -> Result<Box<[(HeaderName, Key)]>, ConfigError> {
     let mut out: Vec<(HeaderName, Key)> = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let key = format!("{field}[{i}]");
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConfigError::new(key.clone(), format!("{name:?} is not a header name")))?;
-        if CREDENTIAL_HEADERS.contains(&header.as_str()) {
+        if sensitive
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(header.as_str()))
+        {
             return Err(ConfigError::new(
                 key,
-                format!("{header} carries credentials and is never recorded on spans"),
+                format!("{header} is in sensitive_headers and is never recorded"),
             ));
         }
         if out.iter().any(|(h, _)| *h == header) {
@@ -383,11 +402,13 @@ fn compile(config: &TelemetryConfig) -> Result<Settings, ConfigError> {
             "request_headers",
             "http.request.header.",
             &config.request_headers,
+            &config.sensitive_headers,
         )?,
         response_headers: headers(
             "response_headers",
             "http.response.header.",
             &config.response_headers,
+            &config.sensitive_headers,
         )?,
         default_https,
         http_metrics: HttpMetrics::new(),
@@ -464,6 +485,28 @@ mod tests {
         assert_eq!(config.max_tracestate_len, 512);
         config.validate().unwrap();
         assert!(serde_json::from_str::<TelemetryConfig>(r#"{"unknown": 1}"#).is_err());
+    }
+
+    #[test]
+    fn sensitive_headers_are_never_recorded_and_the_list_grows() {
+        let err = TelemetryLayer::builder()
+            .response_header("Set-Cookie")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.key(), "telemetry.response_headers[0]");
+        assert!(
+            TelemetryLayer::builder()
+                .request_header("x-session-token")
+                .build()
+                .is_ok()
+        );
+        let err = TelemetryLayer::builder()
+            .sensitive_header("X-Session-Token")
+            .request_header("x-session-token")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.key(), "telemetry.request_headers[0]");
+        assert!(err.problem().contains("sensitive_headers"), "{err}");
     }
 
     #[test]

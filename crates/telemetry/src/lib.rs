@@ -157,7 +157,9 @@ mod service;
 
 pub use access_log::{ACCESS_LOG_TARGET, AccessLogConfig, ClientAddress};
 pub use client::{ClientFuture, TracePropagation, TracePropagationLayer};
-pub use config::{DEFAULT_REDACTED_QUERY_KEYS, TelemetryBuilder, TelemetryConfig};
+pub use config::{
+    DEFAULT_REDACTED_QUERY_KEYS, DEFAULT_SENSITIVE_HEADERS, TelemetryBuilder, TelemetryConfig,
+};
 pub use error::TelemetryError;
 pub use export::{
     ExportStats, LogFormat, OtlpProtocol, TraceSampler, TracingConfig, TracingGuard, init,
