@@ -82,7 +82,10 @@ pub fn hello_and_work(work: Work) -> Router {
 
 /// The production preset configured from `PALISADE_*` (as any Palisade server), started.
 fn production_stack() -> Result<palisade::Stack, String> {
-    let config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
+    stack_from(palisade::PalisadeConfig::load().map_err(|e| e.to_string())?)
+}
+
+fn stack_from(config: palisade::PalisadeConfig) -> Result<palisade::Stack, String> {
     let stack = palisade::Stack::builder()
         .config(config)
         .build()
@@ -211,6 +214,30 @@ pub fn palisade_stack(router: Router, max: u32) -> Result<Router, String> {
 /// Invalid configuration.
 pub fn palisade_preset(router: Router) -> Result<App, String> {
     let stack = production_stack()?;
+    Ok(App::Palisade(stack.apply(router), Box::new(stack.server())))
+}
+
+/// [`palisade_preset`] with the access log on, and a process-wide subscriber that formats its
+/// lines (text, as the example logs by default) into `io::sink`: the cost of writing one line per
+/// request, not of a disk. Only `palisade::access` is enabled, so no span is created that the
+/// preset alone would not create.
+///
+/// # Errors
+///
+/// Invalid `PALISADE_*` configuration, or a subscriber already installed.
+pub fn palisade_preset_with_access_log(router: Router) -> Result<App, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = palisade::telemetry::TracingConfig {
+        log_filter: "warn,palisade::access=info".to_owned(),
+        log_to_stdout: false,
+        ..palisade::telemetry::TracingConfig::default()
+    };
+    let logger = logs.log_layer(std::io::sink).map_err(|e| e.to_string())?;
+    tracing::subscriber::set_global_default(tracing_subscriber::Registry::default().with(logger))
+        .map_err(|e| e.to_string())?;
+    let mut config = palisade::PalisadeConfig::load().map_err(|e| e.to_string())?;
+    config.telemetry.access_log = palisade::telemetry::AccessLogConfig::on();
+    let stack = stack_from(config)?;
     Ok(App::Palisade(stack.apply(router), Box::new(stack.server())))
 }
 

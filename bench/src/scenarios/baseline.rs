@@ -5,21 +5,28 @@ use crate::{
     process::ServerProcess,
     report::Row,
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
-    servers::{Work, hello_and_work, hello_with_preset_headers, palisade_preset, palisade_stack},
+    servers::{
+        Work, hello_and_work, hello_with_preset_headers, palisade_preset,
+        palisade_preset_with_access_log, palisade_stack,
+    },
 };
 
 /// Bare hyper, bare axum, bare axum sending the preset's response headers from its handler (the
 /// floor under the preset), axum + three Palisade layers, and the whole production preset served
-/// by `palisade::serve`, alternating systems round by round and keeping each system's median
+/// by `palisade::serve`, with and without its access log, alternating systems round by round and keeping each system's median
 /// round. Throughput is reported as a ratio to bare axum.
 pub(super) struct Baseline;
 
-const SYSTEMS: [(&str, &str); 5] = [
+const SYSTEMS: [(&str, &str); 6] = [
     ("bare-hyper", "bare hyper"),
     ("bare-axum", "bare axum"),
     ("bare-axum-headers", "bare axum + the preset's headers"),
     ("palisade-stack", "axum + id, headers, limit"),
     ("palisade-preset", "palisade preset + serve"),
+    (
+        "palisade-preset-access-log",
+        "palisade preset + serve + access log",
+    ),
 ];
 
 impl Scenario for Baseline {
@@ -40,6 +47,7 @@ impl Scenario for Baseline {
             "bare-axum-headers" => Ok(App::Axum(hello_with_preset_headers(work)?)),
             "palisade-stack" => Ok(App::Axum(palisade_stack(hello_and_work(work), max)?)),
             "palisade-preset" => palisade_preset(hello_and_work(work)),
+            "palisade-preset-access-log" => palisade_preset_with_access_log(hello_and_work(work)),
             other => Err(format!("baseline has no system {other:?}")),
         }
     }
