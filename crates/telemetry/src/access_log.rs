@@ -138,6 +138,8 @@ pub(crate) struct AccessRecord {
     user_agent: Option<HeaderValue>,
     bytes: u64,
     outcome: Option<RejectionReason>,
+    /// The inner service returned an error (as opposed to the request being dropped).
+    failed: bool,
 }
 
 /// What the telemetry service knows when the request ends.
@@ -160,11 +162,17 @@ impl AccessRecord {
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             bytes: 0,
             outcome: None,
+            failed: false,
         }
     }
 
     pub(crate) fn on_response<B>(&mut self, response: &http::Response<B>) {
         self.outcome = response.extensions().get::<RejectionReason>().cloned();
+    }
+
+    /// The inner service failed: no response.
+    pub(crate) fn on_error(&mut self) {
+        self.failed = true;
     }
 
     pub(crate) fn on_data(&mut self, len: usize) {
@@ -173,12 +181,22 @@ impl AccessRecord {
 
     /// Writes the line, unless sampling drops it.
     pub(crate) fn write(self, log: &AccessLog, redacted_query_keys: &[Box<str>], ending: &Ending) {
-        if !log.keeps(ending.status, &self, ending.end) {
+        // axum replaces a HEAD response's body after this layer, dropping ours unread: that is
+        // the response completing, not the client going away.
+        let end = match ending.end {
+            Some(BodyEnd::Dropped) if ending.method == "HEAD" && self.bytes == 0 => {
+                Some(BodyEnd::Completed)
+            }
+            end => end,
+        };
+        if !log.keeps(ending.status, &self, end) {
             return;
         }
         let outcome = match (&self.outcome, ending.status) {
             (Some(reason), _) => reason.as_str(),
-            (None, 0) => "error",
+            (None, 0) if self.failed => "error",
+            // No response and no error: the request was dropped, the client went away.
+            (None, 0) => "cancelled",
             (None, _) => "served",
         };
         let path = self.uri.path();
@@ -210,7 +228,7 @@ impl AccessRecord {
             client = client.as_ref().and_then(Client::written).map(tracing::field::display),
             user_agent,
             outcome,
-            body = ending.end.map_or("none", BodyEnd::as_str),
+            body = end.map_or("none", BodyEnd::as_str),
             "request"
         );
     }

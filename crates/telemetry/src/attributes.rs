@@ -109,8 +109,9 @@ pub(crate) fn server_address<B>(request: &Request<B>, https: bool) -> Option<(&s
 }
 
 /// The query with the values of sensitive keys replaced by `REDACTED` (the semantic
-/// conventions' placeholder). Keys are compared ASCII-case-insensitively, as sent (not
-/// percent-decoded).
+/// conventions' placeholder). Keys are compared ASCII-case-insensitively after percent-decoding
+/// (and `+` as a space), as the application's query parser will read them: `access%5Ftoken` is
+/// `access_token`.
 pub(crate) fn redact_query(query: &str, sensitive: &[Box<str>]) -> String {
     let mut out = String::with_capacity(query.len());
     for (i, pair) in query.split('&').enumerate() {
@@ -118,7 +119,7 @@ pub(crate) fn redact_query(query: &str, sensitive: &[Box<str>]) -> String {
             out.push('&');
         }
         match pair.split_once('=') {
-            Some((key, _)) if sensitive.iter().any(|s| s.eq_ignore_ascii_case(key)) => {
+            Some((key, _)) if is_sensitive(key, sensitive) => {
                 out.push_str(key);
                 out.push_str("=REDACTED");
             }
@@ -126,6 +127,43 @@ pub(crate) fn redact_query(query: &str, sensitive: &[Box<str>]) -> String {
         }
     }
     out
+}
+
+fn is_sensitive(key: &str, sensitive: &[Box<str>]) -> bool {
+    if !key.contains(['%', '+']) {
+        return sensitive.iter().any(|s| s.eq_ignore_ascii_case(key));
+    }
+    let decoded = percent_decode_lossy(key);
+    sensitive.iter().any(|s| s.eq_ignore_ascii_case(&decoded))
+}
+
+/// `key` with `%XX` escapes decoded and `+` as a space; a malformed escape is kept as it is, and
+/// bytes that are not UTF-8 become U+FFFD (no sensitive key contains either).
+fn percent_decode_lossy(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        // Two hex digits: below 256.
+                        #[allow(clippy::cast_possible_truncation)]
+                        out.push((high * 16 + low) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The values of `name` as an attribute: a string array, one element per field, or `None` when
@@ -190,6 +228,17 @@ mod tests {
             "a=1&TOKEN=REDACTED&sig=REDACTED&b"
         );
         assert_eq!(redact_query("tokens=1", &keys), "tokens=1");
+        // Keys as the application's parser reads them: percent-decoded, `+` a space.
+        let keys: Vec<Box<str>> = vec!["access_token".into(), "api key".into()];
+        assert_eq!(
+            redact_query(
+                "access%5Ftoken=s1&ACCESS%5ftoken=s2&api+key=s3&api%20key=s4",
+                &keys
+            ),
+            "access%5Ftoken=REDACTED&ACCESS%5ftoken=REDACTED&api+key=REDACTED&api%20key=REDACTED"
+        );
+        // Malformed escapes are compared as sent, and never panic.
+        assert_eq!(redact_query("%=1&%4=2&%zz=3&%", &keys), "%=1&%4=2&%zz=3&%");
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub const DEFAULT_REDACTED_QUERY_KEYS: [&str; 22] = [
 ];
 
 /// Headers that carry credentials: refused in the allowlists, because a span is not the place
-/// for them (tower-otel records every header, `Authorization` and `Cookie` included). The
-/// default of [`TelemetryConfig::sensitive_headers`].
+/// for them (tower-otel records every header, `Authorization` and `Cookie` included). Always
+/// refused; [`TelemetryConfig::sensitive_headers`] adds to them.
 pub const DEFAULT_SENSITIVE_HEADERS: [&str; 6] = [
     "authorization",
     "proxy-authorization",
@@ -125,9 +125,9 @@ pub struct TelemetryConfig {
     /// `https`, for a server behind a TLS terminator. Default `http`. Forwarded headers are not
     /// consulted: clients can forge them.
     pub default_scheme: String,
-    /// Headers never recorded: listing one in `request_headers` or `response_headers` is a
-    /// configuration error. Default [`DEFAULT_SENSITIVE_HEADERS`] (`authorization`, `cookie`,
-    /// `set-cookie`, ...); add your own (`x-session-token`).
+    /// Headers never recorded besides [`DEFAULT_SENSITIVE_HEADERS`] (`authorization`, `cookie`,
+    /// `set-cookie`, ..., always refused): listing one in `request_headers` or
+    /// `response_headers` is a configuration error. Default none (`["x-session-token"]`).
     pub sensitive_headers: Vec<String>,
     /// The access log: one line per request when its body ends. Default off.
     pub access_log: AccessLogConfig,
@@ -154,10 +154,7 @@ impl Default for TelemetryConfig {
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             default_scheme: "http".to_owned(),
-            sensitive_headers: DEFAULT_SENSITIVE_HEADERS
-                .iter()
-                .map(|&h| h.to_owned())
-                .collect(),
+            sensitive_headers: Vec::new(),
             access_log: AccessLogConfig::default(),
             log_format: LogFormat::Text,
         }
@@ -339,13 +336,14 @@ fn headers(
         let key = format!("{field}[{i}]");
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConfigError::new(key.clone(), format!("{name:?} is not a header name")))?;
-        if sensitive
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(header.as_str()))
+        if DEFAULT_SENSITIVE_HEADERS.contains(&header.as_str())
+            || sensitive
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(header.as_str()))
         {
             return Err(ConfigError::new(
                 key,
-                format!("{header} is in sensitive_headers and is never recorded"),
+                format!("{header} is a sensitive header and is never recorded"),
             ));
         }
         if out.iter().any(|(h, _)| *h == header) {
@@ -506,7 +504,14 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.key(), "telemetry.request_headers[0]");
-        assert!(err.problem().contains("sensitive_headers"), "{err}");
+        assert!(err.problem().contains("sensitive header"), "{err}");
+        // Adding one keeps the built-in ones.
+        let err = TelemetryLayer::builder()
+            .sensitive_header("x-session-token")
+            .request_header("authorization")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.key(), "telemetry.request_headers[0]");
     }
 
     #[test]

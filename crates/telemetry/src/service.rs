@@ -297,6 +297,9 @@ impl RequestTelemetry {
 
     /// The inner service failed: no response.
     pub(crate) fn on_error<E>(&mut self) {
+        if let Some(access) = &mut self.access {
+            access.on_error();
+        }
         if !self.span.is_disabled() {
             self.span.record("error.type", std::any::type_name::<E>());
             self.span.record("otel.status_code", "error");

@@ -125,6 +125,7 @@ fn app(access_log: AccessLogConfig) -> Router {
             }),
         )
         .route("/ok", get(|| async { "ok" }))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route(
             "/shed",
             get(|| async { rejection(StatusCode::SERVICE_UNAVAILABLE, "overloaded") }),
@@ -264,6 +265,32 @@ async fn access_lines_and_json_logs() {
         .find(|l| l["message"] == "inside the handler" && l["span"]["request_id"] == "all-200")
         .expect("the handler's line, inside the server span");
     assert_eq!(inside["span"]["trace_id"], trace_id);
+
+    // HEAD: axum drops the body after the layer; the line still says it completed.
+    let request = Request::head(format!("http://{addr}/ok"))
+        .header("x-request-id", "all-head")
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(client.request(request).await.unwrap().status(), 200);
+    let head = lines.access_line("all-head").await;
+    assert_eq!(head["method"], "HEAD");
+    assert_eq!(head["body"], "completed");
+
+    // A request dropped before its response (the client went away) is cancelled, not an error.
+    let hang = Request::get("/hang")
+        .header("x-request-id", "all-cancelled")
+        .body(Body::empty())
+        .unwrap();
+    let call = tower::ServiceExt::oneshot(app(AccessLogConfig::on()), hang);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
+    let cancelled = lines.access_line("all-cancelled").await;
+    assert_eq!(cancelled["status"], 0);
+    assert_eq!(cancelled["outcome"], "cancelled");
+    assert_eq!(cancelled["body"], "none");
 
     sampling_keeps_every_failure(&lines, &client).await;
     client_address_modes(&lines, &client).await;

@@ -71,20 +71,27 @@ fn logged(uri: &str, headers: &[(&str, &str)]) -> String {
     String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
 }
 
-/// A key of the redaction list in a random case.
+/// A key of the redaction list in a random case, some of its characters percent-encoded (as a
+/// client may send them and the application's parser decodes them).
 fn sensitive_key() -> impl Strategy<Value = String> {
     (
         proptest::sample::select(DEFAULT_REDACTED_QUERY_KEYS.to_vec()),
         any::<u64>(),
+        any::<u64>(),
     )
-        .prop_map(|(key, case)| {
+        .prop_map(|(key, case, encode)| {
             key.chars()
                 .enumerate()
                 .map(|(i, c)| {
-                    if case >> (i % 64) & 1 == 1 {
+                    let c = if case >> (i % 64) & 1 == 1 {
                         c.to_ascii_uppercase()
                     } else {
                         c
+                    };
+                    if encode >> (i % 64) & 1 == 1 {
+                        format!("%{:02X}", u32::from(c))
+                    } else {
+                        c.to_string()
                     }
                 })
                 .collect()
