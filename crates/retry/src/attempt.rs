@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::{
     backoff::{Backoff, Random},
-    budget::RetryBudget,
+    budget::{RetryBudget, Withdrawal},
     config::RetryConfig,
     error::RetryError,
     hedge,
@@ -77,19 +77,16 @@ impl Policy {
     }
 
     /// Takes a retry (or hedge) from the budget.
-    pub(crate) fn withdraw(&self, host: Option<&str>) -> bool {
-        match self.budget.withdraw(host) {
-            Some(balance) => {
-                self.metrics.tokens.set(balance);
-                true
-            }
-            None => false,
-        }
+    pub(crate) fn withdraw(&self, host: Option<&str>) -> Option<Withdrawal> {
+        self.budget.withdraw(host).map(|(balance, withdrawal)| {
+            self.metrics.tokens.set(balance);
+            withdrawal
+        })
     }
 
     /// Gives back the retry of a retry that succeeded.
-    fn refund(&self, host: Option<&str>) {
-        self.metrics.tokens.set(self.budget.refund(host));
+    fn refund(&self, host: Option<&str>, withdrawal: Withdrawal) {
+        self.metrics.tokens.set(self.budget.refund(host, withdrawal));
     }
 
     fn finish<T, E>(&self, outcome: Outcome, result: Result<T, E>) -> Result<T, E> {
@@ -144,15 +141,16 @@ where
         }
         _ => (timed(policy, make(1), 1).await, 1, 1),
     };
-    // Whether the attempt in `result` is a retry (not the first attempt, nor a hedge): only a
-    // retry that succeeds is refunded; a hedge that wins still sent a second request.
-    let mut retried = false;
+    // The withdrawal of the attempt in `result` when it is a retry (not the first attempt, nor a
+    // hedge): only a retry that succeeds is refunded; a hedge that wins still sent a second
+    // request.
+    let mut retried = None;
     loop {
         let retry_after = match decide(&result) {
             Verdict::Success if winner == 1 => return policy.finish(Outcome::FirstTryOk, result),
             Verdict::Success => {
-                if retried {
-                    policy.refund(host);
+                if let Some(withdrawal) = retried {
+                    policy.refund(host, withdrawal);
                 }
                 return policy.finish(Outcome::RetryOk, result);
             }
@@ -183,14 +181,14 @@ where
             return policy.finish(Outcome::Exhausted, result);
         }
         // The budget last: no token is spent on a retry that would not happen anyway.
-        if !policy.withdraw(host) {
+        let Some(withdrawal) = policy.withdraw(host) else {
             let outcome = if policy.enforce {
                 Outcome::BudgetExhausted
             } else {
                 Outcome::BudgetExhaustedObserved
             };
             return policy.finish(outcome, result);
-        }
+        };
         if !policy.enforce {
             return policy.finish(Outcome::RetryObserved, result);
         }
@@ -205,7 +203,7 @@ where
         tokio::time::sleep(delay).await;
         started += 1;
         winner = started;
-        retried = true;
+        retried = Some(withdrawal);
         result = timed(policy, make(started), started).await;
     }
 }

@@ -86,7 +86,15 @@ struct Window {
     buckets: [i64; BUCKETS],
     /// The bucket epoch (time since the budget started, in bucket lengths) last written.
     epoch: u64,
+    /// The epoch this window was created in: nothing before it is in its buckets.
+    since: u64,
     total: i64,
+}
+
+/// A withdrawal, for its refund: the bucket it was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Withdrawal {
+    epoch: u64,
 }
 
 impl Window {
@@ -94,6 +102,7 @@ impl Window {
         Self {
             buckets: [0; BUCKETS],
             epoch,
+            since: epoch,
             total: 0,
         }
     }
@@ -116,6 +125,15 @@ impl Window {
     fn add(&mut self, amount: i64) {
         self.buckets[slot(self.epoch)] += amount;
         self.total += amount;
+    }
+
+    /// Adds `amount` to the bucket of `epoch`, if that bucket is still in the window (and was
+    /// this window's); otherwise what it would cancel has expired, and nothing changes.
+    fn add_at(&mut self, epoch: u64, amount: i64) {
+        if epoch >= self.since && epoch <= self.epoch && self.epoch - epoch < BUCKETS as u64 {
+            self.buckets[slot(epoch)] += amount;
+            self.total += amount;
+        }
     }
 
     /// Whether every bucket is empty (expired, or deposits and withdrawals cancelled out): the
@@ -185,26 +203,29 @@ impl RetryBudget {
         self.withdraw(host).is_some()
     }
 
-    /// Takes one retry; the balance afterwards, or `None` when refused.
-    pub(crate) fn withdraw(&self, host: Option<&str>) -> Option<f64> {
+    /// Takes one retry; the balance afterwards and the withdrawal (for its refund), or `None`
+    /// when refused.
+    pub(crate) fn withdraw(&self, host: Option<&str>) -> Option<(f64, Withdrawal)> {
         let reserve = self.inner.reserve;
         self.with_window(host, |w| {
             (reserve + w.total >= SCALE).then(|| {
                 w.add(-SCALE);
-                to_tokens(reserve + w.total)
+                (to_tokens(reserve + w.total), Withdrawal { epoch: w.epoch })
             })
         })
     }
 
-    /// Gives back the retry of a retry that succeeded (of `host`, for a per-host budget), unless
-    /// the budget was configured without refunds. Returns the balance afterwards, in retries.
-    pub fn refund(&self, host: Option<&str>) -> f64 {
+    /// Gives back `withdrawal`, the retry of a retry that succeeded (of `host`, for a per-host
+    /// budget), unless the budget was configured without refunds: into the bucket it was taken
+    /// from, so a refund cancels its withdrawal exactly and never outlives it as extra credit.
+    /// Returns the balance afterwards, in retries.
+    pub(crate) fn refund(&self, host: Option<&str>, withdrawal: Withdrawal) -> f64 {
         if !self.inner.refunds {
             return self.balance(host);
         }
         to_tokens(
             self.with_window(host, |w| {
-                w.add(SCALE);
+                w.add_at(withdrawal.epoch, SCALE);
                 w.total
             }) + self.inner.reserve,
         )
@@ -403,6 +424,26 @@ mod tests {
             retries_after(&b, 10),
             3,
             "2.5 from the floor + 0.5 from deposits"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refund_cancels_its_withdrawal_and_never_outlives_it() {
+        let b = budget(0.0, 1.0); // a floor of 10 retries over the 10 s window
+        let (_, withdrawal) = b.withdraw(None).unwrap();
+        assert!((b.balance(None) - 9.0).abs() < 1e-9);
+        b.refund(None, withdrawal);
+        assert!((b.balance(None) - 10.0).abs() < 1e-9, "cancelled exactly");
+
+        // A retry that outlives the window: its withdrawal has expired, so has its refund.
+        let (_, withdrawal) = b.withdraw(None).unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!((b.balance(None) - 10.0).abs() < 1e-9, "the withdrawal expired");
+        b.refund(None, withdrawal);
+        assert!(
+            (b.balance(None) - 10.0).abs() < 1e-9,
+            "no credit beyond the floor: {}",
+            b.balance(None)
         );
     }
 

@@ -56,7 +56,7 @@ where
     if let Some(result) = early {
         return (result, 1, 1);
     }
-    if !policy.withdraw(host) {
+    if policy.withdraw(host).is_none() {
         return (first.await, 1, 1);
     }
     tracing::debug!(client = %policy.name, after_ms = after.as_millis(), "hedging");
