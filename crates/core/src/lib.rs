@@ -59,6 +59,7 @@ mod body;
 mod config;
 #[cfg(feature = "serde")]
 pub mod duration_secs;
+mod events;
 pub mod future;
 mod guard;
 mod overload;
@@ -79,6 +80,7 @@ pub mod __private {
 
 pub use body::ResponseBody;
 pub use config::{ConfigError, EnforcementMode, check_name};
+pub use events::{EventLimiter, SECURITY_TARGET};
 pub use future::{AdmitFuture, Refusal};
 pub use guard::{BodyEnd, NoGuard, OnBodyEnd};
 pub use overload::{OverloadSnapshot, OverloadSource, OverloadState, RatioScale, SourceSnapshot};
@@ -90,12 +92,6 @@ pub use rejection::{
 pub use request_id::{InvalidRequestId, MissingRequestId, RequestId, Scoped, with_current};
 pub use route::{RouteLabel, UNMATCHED_ROUTE};
 pub use span::SpanLevel;
-
-/// The `tracing` target of security events: one structured event per request refused by the
-/// request guard, a rate limit or the admin token, with a stable `event` name and a `reason`, so
-/// that operators can alert on them from logs as well as from metrics (and route or silence them:
-/// `RUST_LOG=palisade::security=warn`).
-pub const SECURITY_TARGET: &str = "palisade::security";
 
 #[cfg(all(test, palisade_loom))]
 mod loom_tests;

@@ -24,7 +24,8 @@ use std::{
 
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use palisade_core::{
-    AdmitFuture, NoGuard, OnBodyEnd, Refusal, Rejection, RequestId, ResponseBody, SECURITY_TARGET,
+    AdmitFuture, EventLimiter, NoGuard, OnBodyEnd, Refusal, Rejection, RequestId, ResponseBody,
+    SECURITY_TARGET,
 };
 use tower::{Layer, Service};
 
@@ -50,6 +51,8 @@ struct Shared {
     token: Option<Box<[u8]>>,
     unauthorized: Rejection,
     disabled: Rejection,
+    /// At most ten refusal events a second are written.
+    events: EventLimiter,
 }
 
 impl fmt::Debug for AdminTokenLayer {
@@ -97,6 +100,7 @@ impl AdminTokenLayer {
                 token,
                 unauthorized,
                 disabled,
+                events: EventLimiter::default(),
             }),
         }
     }
@@ -206,14 +210,17 @@ where
         match refused {
             None => AdmitFuture::admitted(self.inner.call(request), NoGuard),
             Some(why) => {
-                tracing::warn!(
-                    target: SECURITY_TARGET,
-                    event = "admin_refused",
-                    request_id = request.extensions().get::<RequestId>().map(RequestId::as_str),
-                    reason = if why == Refused::Disabled { "disabled" } else { "unauthorized" },
-                    path = %request.uri().path().escape_debug().to_string().chars().take(128).collect::<String>(),
-                    "admin request refused"
-                );
+                if let Some(suppressed) = self.shared.events.admit() {
+                    tracing::warn!(
+                        target: SECURITY_TARGET,
+                        event = "admin_refused",
+                        request_id = request.extensions().get::<RequestId>().map(RequestId::as_str),
+                        reason = if why == Refused::Disabled { "disabled" } else { "unauthorized" },
+                        path = %request.uri().path().escape_debug().to_string().chars().take(128).collect::<String>(),
+                        suppressed,
+                        "admin request refused"
+                    );
+                }
                 AdmitFuture::refused(AdminRefusal {
                     shared: Arc::clone(&self.shared),
                     why,

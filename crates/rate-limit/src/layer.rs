@@ -151,6 +151,7 @@ impl RateLimitLayer {
                 legacy_headers: config.legacy_headers,
                 mode: config.mode,
                 epoch: Instant::now(),
+                events: palisade_core::EventLimiter::default(),
             }),
         })
     }

@@ -4,7 +4,9 @@ use std::{cell::Cell, collections::HashMap, sync::Arc, time::Duration};
 
 use axum::extract::MatchedPath;
 use http::{HeaderValue, Request, Response, StatusCode};
-use palisade_core::{EnforcementMode, Rejection, ResponseBody, RetryAfter, SECURITY_TARGET};
+use palisade_core::{
+    EnforcementMode, EventLimiter, Rejection, ResponseBody, RetryAfter, SECURITY_TARGET,
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -46,6 +48,8 @@ pub(crate) struct Limiter {
     pub(crate) legacy_headers: bool,
     pub(crate) mode: EnforcementMode,
     pub(crate) epoch: Instant,
+    /// At most ten refusal events a second are written; the metrics count them all.
+    pub(crate) events: EventLimiter,
 }
 
 /// The policies that applied to one request (those whose key was present), in rule order.
@@ -284,15 +288,18 @@ impl Limiter {
         let policy = applied.indices().nth(position).unwrap_or(0);
         // The security event; inside the telemetry layer's span, whose fields (request id, trace
         // id) JSON logs carry beside it.
-        tracing::info!(
-            target: SECURITY_TARGET,
-            event = "rate_limited",
-            reason = "quota_exceeded",
-            status = 429,
-            policy = self.policies[policy].name(),
-            retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            "request refused by a rate limit"
-        );
+        if let Some(suppressed) = self.events.admit() {
+            tracing::info!(
+                target: SECURITY_TARGET,
+                event = "rate_limited",
+                reason = "quota_exceeded",
+                status = 429,
+                policy = self.policies[policy].name(),
+                retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                suppressed,
+                "request refused by a rate limit"
+            );
+        }
         let mut response = self.rejections[policy].response_retry_in(wait);
         if let Some(fields) = fields {
             fields.apply(response.headers_mut());

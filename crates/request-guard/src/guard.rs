@@ -3,7 +3,8 @@
 
 use http::{Extensions, HeaderValue, Method, Response, StatusCode, Uri, header};
 use palisade_core::{
-    ConfigError, EnforcementMode, OnBodyEnd, Rejection, RequestId, ResponseBody, SECURITY_TARGET,
+    ConfigError, EnforcementMode, EventLimiter, OnBodyEnd, Rejection, RequestId, ResponseBody,
+    SECURITY_TARGET,
 };
 
 use crate::{
@@ -22,6 +23,8 @@ pub(crate) struct Guard {
     /// Indexed by [`Reason::index`].
     rejections: Box<[Rejection]>,
     metrics: Metrics,
+    /// At most ten refusal events a second are written; the metric counts them all.
+    events: EventLimiter,
 }
 
 /// A refusal on its way to a response: small, so the pass-through future stays small.
@@ -52,6 +55,7 @@ impl Guard {
             // Registered (and described) now, so the recorder knows the metric before the first
             // refusal and per-request counting formats no labels.
             metrics: Metrics::new(mode),
+            events: EventLimiter::default(),
         })
     }
 
@@ -72,30 +76,37 @@ impl Guard {
         let path = Escaped(uri.path().as_bytes());
         let method = Escaped(method.as_str().as_bytes());
         let request_id = extensions.get::<RequestId>().map(RequestId::as_str);
+        let written = self.events.admit();
         if !self.mode.enforces() {
-            tracing::info!(
+            if let Some(suppressed) = written {
+                tracing::info!(
                 target: SECURITY_TARGET,
                 event = "request_refused_observed",
                 reason = reason.as_str(),
                 %method,
                 %path,
                 request_id,
+                suppressed,
                 "request would be refused before routing (observe-only, served)"
-            );
+                );
+            }
             return None;
         }
         // One event per refusal, the security event operators alert on; the access log does not
         // see these requests (they never reach the router), so this line carries the request id.
-        tracing::info!(
-            target: SECURITY_TARGET,
-            event = "request_refused",
-            reason = reason.as_str(),
-            status = reason.status().as_u16(),
-            %method,
-            %path,
-            request_id,
-            "request refused before routing"
-        );
+        if let Some(suppressed) = written {
+            tracing::info!(
+                target: SECURITY_TARGET,
+                event = "request_refused",
+                reason = reason.as_str(),
+                status = reason.status().as_u16(),
+                %method,
+                %path,
+                request_id,
+                suppressed,
+                "request refused before routing"
+            );
+        }
         let location = match finding {
             Finding::MergeSlashes => {
                 let location =

@@ -100,3 +100,11 @@ async fn observe_only_logs_at_info() {
     assert!(out.contains("event=\"request_refused_observed\""), "{out}");
     assert!(out.contains("observe-only"), "{out}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_refusals_writes_at_most_ten_events_a_second() {
+    let targets: Vec<String> = (0..25).map(|i| format!("/a/../{i}")).collect();
+    let out = logged(RequestGuardLayer::new(), &targets).await;
+    // Each refusal is still counted by the metric; only the lines are capped.
+    assert_eq!(out.lines().count(), 10, "{out}");
+}
