@@ -9,6 +9,11 @@ const SYSTEM_TOOLS: &[(&str, &str, &str)] = &[
     // (program, Debian package, which tests need it)
     ("kill", "procps", "the example server's SIGTERM test"),
     (
+        "prlimit",
+        "util-linux",
+        "the example server's file descriptor pressure test",
+    ),
+    (
         "promtool",
         "prometheus",
         "the /metrics exposition and alert-rule checks",

@@ -19,6 +19,7 @@ use palisade_concurrency_limit_hysteresis::{ConcurrencyLimitConfig, ConnectionLi
 use palisade_core::ConfigError;
 use palisade_health::{DrainConfig, HealthConfig};
 use palisade_loadshed_priority::LoadShedConfig;
+use palisade_overload_monitor::OverloadMonitorConfig;
 use palisade_rate_limit::RateLimitConfig;
 use palisade_request_guard::RequestGuardConfig;
 use palisade_request_id::RequestIdConfig;
@@ -60,6 +61,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[circuit_breakers.<name>]` | [`CircuitBreakerConfig`] | named breakers, see [`Stack::circuit_breaker`](crate::Stack::circuit_breaker) |
 /// | `[websocket]` | [`BackpressureConfig`] | send queues of the application's WebSockets (`palisade::ws`) |
 /// | `[clients.<name>]` | [`ClientConfig`] | outgoing calls: retries, budget, breaker, attempt timeout, see [`Stack::client`](crate::Stack::client) |
+/// | `[overload]` | [`OverloadMonitorConfig`] | memory, file descriptor and runtime lag monitors feeding the overload signal, see [`Stack::spawn_monitors`](crate::Stack::spawn_monitors) |
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PalisadeConfig {
@@ -95,6 +97,8 @@ pub struct PalisadeConfig {
     /// Clients of upstreams by name (the table key names the client, its retry metrics and its
     /// breaker).
     pub clients: BTreeMap<String, ClientConfig>,
+    /// Resource monitors (memory, file descriptors, runtime lag). Each is off until enabled.
+    pub overload: OverloadMonitorConfig,
 }
 
 /// Which layers of the preset stack are on. All are on by default; turning one off removes it
@@ -466,6 +470,7 @@ impl PalisadeConfig {
             .validate()
             .map_err(|e| e.within("load_shed"))?;
         self.limits.validate().map_err(|e| e.within("limits"))?;
+        self.overload.validate().map_err(|e| e.within("overload"))?;
         self.websocket
             .validate()
             .map_err(|e| e.within("websocket"))?;
@@ -506,27 +511,36 @@ struct EnvOverrides(Env);
 /// A `[clients.NAME.circuit_breaker]` table starts from a client breaker's defaults, not a
 /// server breaker's: the two keys in which they differ are joined in (a value set in the file or
 /// the environment wins) for every client the configuration names.
-fn with_client_breaker_defaults(mut figment: Figment) -> Figment {
+fn with_client_breaker_defaults(figment: Figment) -> Figment {
+    use figment::value::{Dict, Value};
     let names: Vec<String> = figment
         .find_value("clients")
         .ok()
-        .and_then(figment::value::Value::into_dict)
+        .and_then(Value::into_dict)
         .map(|clients| clients.into_keys().collect())
         .unwrap_or_default();
-    // A name with a dot would nest elsewhere; validation refuses it by its name.
-    for name in names.iter().filter(|name| !name.contains('.')) {
-        let table = format!("clients.{name}.circuit_breaker");
-        figment = figment
-            .join(Serialized::default(
-                &format!("{table}.consecutive_failures"),
-                crate::client::CLIENT_CONSECUTIVE_FAILURES,
-            ))
-            .join(Serialized::default(
-                &format!("{table}.minimum_calls"),
-                crate::client::CLIENT_MINIMUM_CALLS,
-            ));
+    if names.is_empty() {
+        return figment;
     }
-    figment
+    // Built as nested tables, not dotted keys: a client's name may contain a dot.
+    let clients: Dict = names
+        .into_iter()
+        .map(|name| {
+            let breaker = Dict::from([
+                (
+                    "consecutive_failures".to_owned(),
+                    Value::from(crate::client::CLIENT_CONSECUTIVE_FAILURES),
+                ),
+                (
+                    "minimum_calls".to_owned(),
+                    Value::from(crate::client::CLIENT_MINIMUM_CALLS),
+                ),
+            ]);
+            let client = Dict::from([("circuit_breaker".to_owned(), Value::from(breaker))]);
+            (name, Value::from(client))
+        })
+        .collect();
+    figment.join(Serialized::default("clients", clients))
 }
 
 fn env_overrides() -> EnvOverrides {
@@ -587,6 +601,7 @@ impl PalisadeConfig {
             client.retry.mode = ObserveOnly;
             client.circuit_breaker.mode = ObserveOnly;
         }
+        self.overload.mode = ObserveOnly;
         self
     }
 }

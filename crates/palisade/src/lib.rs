@@ -63,6 +63,7 @@ pub use palisade_concurrency_limit_hysteresis as concurrency_limit;
 pub use palisade_core as core;
 pub use palisade_health as health;
 pub use palisade_loadshed_priority as loadshed;
+pub use palisade_overload_monitor as overload_monitor;
 pub use palisade_rate_limit as rate_limit;
 pub use palisade_request_guard as request_guard;
 pub use palisade_request_id as request_id;

@@ -1,6 +1,9 @@
 //! [`Stack`]: every layer of the preset, built once and applied to a `Router` in the right order.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use axum::{
     Router,
@@ -15,6 +18,7 @@ use palisade_concurrency_limit_hysteresis::{
 use palisade_core::{ConfigError, OverloadState};
 use palisade_health::{Check, HealthBuilder, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
+use palisade_overload_monitor::{MonitorHandle, OverloadMonitor, OverloadMonitorBuilder};
 use palisade_rate_limit::RateLimitLayer;
 use palisade_request_guard::RequestGuardLayer;
 use palisade_request_id::RequestIdLayer;
@@ -161,14 +165,6 @@ impl StackBuilder {
                 .map_err(|e| e.within(&format!("bulkheads.{name}")))?;
             bulkheads.insert(name.clone(), layer);
         }
-        let mut circuit_breakers = BTreeMap::new();
-        for (name, breaker) in &config.circuit_breakers {
-            let mut breaker = breaker.clone();
-            breaker.name = name.clone().into();
-            let breaker = Breaker::from_config(breaker)
-                .map_err(|e| e.within(&format!("circuit_breakers.{name}")))?;
-            circuit_breakers.insert(name.clone(), breaker);
-        }
 
         let server = Server::new(config.server.clone())
             .health(health.handle())
@@ -200,8 +196,9 @@ impl StackBuilder {
             health: health.handle(),
             health_layer: health,
             bulkheads,
-            circuit_breakers,
+            circuit_breakers: circuit_breakers(&config)?,
             clients: clients(&config)?,
+            monitors: Arc::new(Mutex::new(monitors(&config, &overload)?)),
             server,
             overload,
         };
@@ -211,6 +208,21 @@ impl StackBuilder {
         }
         Ok(stack)
     }
+}
+
+/// The `[circuit_breakers.NAME]` breakers, each named after its table.
+fn circuit_breakers(config: &PalisadeConfig) -> Result<BTreeMap<String, Breaker>, ConfigError> {
+    config
+        .circuit_breakers
+        .iter()
+        .map(|(name, breaker)| {
+            let mut breaker = breaker.clone();
+            breaker.name = name.clone().into();
+            Breaker::from_config(breaker)
+                .map(|breaker| (name.clone(), breaker))
+                .map_err(|e| e.within(&format!("circuit_breakers.{name}")))
+        })
+        .collect()
 }
 
 /// The `[clients.NAME]` layers, built here once per name: every `stack.client(name, ..)` shares
@@ -225,6 +237,23 @@ fn clients(config: &PalisadeConfig) -> Result<BTreeMap<String, ClientLayer>, Con
                 .map_err(|e| e.within(&format!("clients.{name}")))
         })
         .collect()
+}
+
+/// The `[overload]` monitors, built (sources registered, metrics described) with the stack and
+/// running once [`Stack::spawn_monitors`] is called on a runtime; `None` when none is enabled.
+fn monitors(
+    config: &PalisadeConfig,
+    overload: &OverloadState,
+) -> Result<Option<OverloadMonitor>, ConfigError> {
+    config
+        .overload
+        .any_enabled()
+        .then(|| {
+            OverloadMonitorBuilder::from(config.overload.clone())
+                .overload_state(overload.clone())
+                .build()
+        })
+        .transpose()
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.
@@ -345,6 +374,8 @@ pub struct Stack {
     bulkheads: BTreeMap<String, BulkheadLayer>,
     circuit_breakers: BTreeMap<String, Breaker>,
     clients: BTreeMap<String, ClientLayer>,
+    /// The `[overload]` monitors until [`Stack::spawn_monitors`] starts them.
+    monitors: Arc<Mutex<Option<OverloadMonitor>>>,
     server: Server,
     overload: OverloadState,
 }
@@ -538,6 +569,22 @@ impl Stack {
     /// The overload signal the stack's layers share.
     pub fn overload_state(&self) -> &OverloadState {
         &self.overload
+    }
+
+    /// Starts the `[overload]` resource monitors (memory, file descriptors, runtime lag) on the
+    /// current Tokio runtime, publishing into this stack's overload signal; `None` when none is
+    /// enabled, or they were started already. Keep the handle while serving: dropping it stops
+    /// them.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn spawn_monitors(&self) -> Option<MonitorHandle> {
+        self.monitors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(OverloadMonitor::spawn)
     }
 
     /// What [`serve`](crate::serve) runs with: the `[server]` settings, wired to this stack's

@@ -248,6 +248,7 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     assert_eq!(example.websocket, defaults.websocket);
     assert_eq!(example.request_guard, defaults.request_guard);
     assert_eq!(example.rate_limit, defaults.rate_limit);
+    assert_eq!(example.overload, defaults.overload);
     assert!(example.clients.is_empty());
     // The commented client section, uncommented, is the defaults.
     let clients: String = text
@@ -282,7 +283,8 @@ fn a_client_breaker_starts_from_the_client_defaults_in_the_file_too() {
     let config = PalisadeConfig::from_toml(
         "[clients.a]\n\
          [clients.b.circuit_breaker]\nwait_in_open = 5\n\
-         [clients.c.circuit_breaker]\nconsecutive_failures = 4\n",
+         [clients.c.circuit_breaker]\nconsecutive_failures = 4\n\
+         [clients.\"payments.eu\".circuit_breaker]\nwait_in_open = 5\n",
     )
     .unwrap();
     let breaker = |name: &str| {
@@ -299,6 +301,11 @@ fn a_client_breaker_starts_from_the_client_defaults_in_the_file_too() {
         breaker("c"),
         (4, 20, Duration::from_secs(30)),
         "a value in the file wins"
+    );
+    assert_eq!(
+        breaker("payments.eu"),
+        (0, 20, Duration::from_secs(5)),
+        "a name with a dot in it too"
     );
     jail(|jail| {
         jail.set_env(

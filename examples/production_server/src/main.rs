@@ -72,6 +72,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Memory, descriptors and runtime lag, sampled while the server runs.
+    let _monitors = stack.spawn_monitors();
     let local = listener.local_addr().map_or_else(
         |_| stack.server().config().addr.to_string(),
         |a| a.to_string(),

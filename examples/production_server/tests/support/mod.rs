@@ -31,11 +31,36 @@ pub(crate) async fn start_binary_with_ops()
     (child, base, format!("http://{ops}"), logs)
 }
 
+/// The running binary with an operations listener, limited to `nofile` open descriptors
+/// (`prlimit`, util-linux): its base URL, the operations base URL and its log lines.
+pub(crate) async fn start_binary_with_nofile(
+    nofile: u32,
+) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ops = format!("127.0.0.1:{port}");
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(env!("CARGO_BIN_EXE_production_server"))
+        .env("PALISADE_OPS_ADDR", &ops);
+    let (child, base, logs) = spawn(command).await;
+    (child, base, format!("http://{ops}"), logs)
+}
+
 async fn start_binary_with(
     env: &[(&str, &str)],
 ) -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_production_server"))
-        .envs(env.iter().copied())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_production_server"));
+    command.envs(env.iter().copied());
+    spawn(command).await
+}
+
+async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<String>) {
+    let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
         .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
         // tower-http logs the start of each request at debug: the test waits for it.
