@@ -86,7 +86,9 @@ impl Policy {
 
     /// Gives back the retry of a retry that succeeded.
     fn refund(&self, host: Option<&str>, withdrawal: Withdrawal) {
-        self.metrics.tokens.set(self.budget.refund(host, withdrawal));
+        self.metrics
+            .tokens
+            .set(self.budget.refund(host, withdrawal));
     }
 
     fn finish<T, E>(&self, outcome: Outcome, result: Result<T, E>) -> Result<T, E> {

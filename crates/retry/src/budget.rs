@@ -438,7 +438,10 @@ mod tests {
         // A retry that outlives the window: its withdrawal has expired, so has its refund.
         let (_, withdrawal) = b.withdraw(None).unwrap();
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert!((b.balance(None) - 10.0).abs() < 1e-9, "the withdrawal expired");
+        assert!(
+            (b.balance(None) - 10.0).abs() < 1e-9,
+            "the withdrawal expired"
+        );
         b.refund(None, withdrawal);
         assert!(
             (b.balance(None) - 10.0).abs() < 1e-9,
