@@ -75,7 +75,10 @@ async fn run(ratios: &[Option<u64>], observe_only: bool) -> (Vec<(f64, bool)>, S
         tokio::time::sleep(TICK).await;
     }
     running.stop().await;
-    assert!(state.level().abs() < 1e-9, "a stopped monitor publishes nothing");
+    assert!(
+        state.level().abs() < 1e-9,
+        "a stopped monitor publishes nothing"
+    );
     (seen, snapshotter)
 }
 
