@@ -99,7 +99,9 @@ use tower::{Layer, Service};
 /// chance every few seconds to an upstream that fails one attempt in five at 500 attempts a
 /// second, and would open the breaker on a service the retries were saving
 /// (`cargo xtask bench retry`). Set `consecutive_failures` to bring the trigger back for a client
-/// that calls rarely.
+/// that calls rarely. Through [`PalisadeConfig`](crate::PalisadeConfig), a partial
+/// `[clients.NAME.circuit_breaker]` table keeps these two defaults; a `ClientConfig` deserialized
+/// on its own fills a partial `circuit_breaker` table from the server breaker's defaults.
 ///
 /// The `name` keys of `retry` and `circuit_breaker` are set to the section's name, so the metrics
 /// of one client carry one label (`client="NAME"`, `breaker="NAME"`).
