@@ -12,7 +12,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("one sample");
     // The container's cgroup when it has a limit, else this process's RSS against 1 GiB.
     let mut memory = MemoryMonitor::detect(Some(1 << 30));
-    println!("memory source: {:?}", memory.source());
+    println!("memory sources: {:?}", memory.sources());
     group.bench_function("memory", |b| b.iter(|| memory.read().unwrap()));
     // Descriptors: this process's, plus 1 000 more held open, as a busy server's sockets.
     let held: Vec<std::fs::File> = (0..1000)

@@ -20,7 +20,7 @@ use crate::{
 /// |---|---|---|
 /// | `enabled` | false | watch memory |
 /// | `warn`, `degrade`, `critical`, `resume`, `dwell` | 0.80, 0.90, 0.95, 0.80, 1 s | see [`Thresholds`] |
-/// | `max_rss` | none | bytes of RSS that count as full when the container has no memory limit |
+/// | `max_rss` | none | bytes of this process's RSS that count as full: a budget inside a larger container, or the measure where it has no limit (the worse of the two counts) |
 /// | `cgroup_dir` | detected | a cgroup directory to read instead (v2 if it has `memory.max`, else v1) |
 #[derive(Debug, Clone, PartialEq, Default)]
 #[cfg_attr(
@@ -35,7 +35,7 @@ pub struct MemoryConfig {
     /// The levels.
     #[cfg_attr(feature = "serde", serde(flatten))]
     pub thresholds: Thresholds,
-    /// RSS bytes that count as full without a container limit.
+    /// RSS bytes of this process that count as full (checked beside the container's limit).
     pub max_rss: Option<u64>,
     /// A cgroup directory to read instead of the detected one.
     pub cgroup_dir: Option<PathBuf>,
@@ -333,14 +333,17 @@ impl OverloadMonitorBuilder {
             .unwrap_or_else(|| OverloadState::global().clone());
         let mut monitors: Vec<(Box<dyn Monitor>, Thresholds)> = Vec::new();
         if config.memory.enabled {
+            let max_rss = config.memory.max_rss;
             let monitor = match &config.memory.cgroup_dir {
                 Some(dir) if dir.join("memory.max").is_file() => {
-                    MemoryMonitor::from_source(MemorySource::CgroupV2(dir.clone()))
+                    MemoryMonitor::with_rss_budget(MemorySource::CgroupV2(dir.clone()), max_rss)
                 }
-                Some(dir) => MemoryMonitor::from_source(MemorySource::CgroupV1(dir.clone())),
-                None => MemoryMonitor::detect(config.memory.max_rss),
+                Some(dir) => {
+                    MemoryMonitor::with_rss_budget(MemorySource::CgroupV1(dir.clone()), max_rss)
+                }
+                None => MemoryMonitor::detect(max_rss),
             };
-            if monitor.source().is_none() {
+            if monitor.sources().is_empty() {
                 tracing::warn!(
                     "no container memory limit found and no overload.memory.max_rss set: the \
                      memory monitor has nothing to compare with and stays idle"

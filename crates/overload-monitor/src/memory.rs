@@ -35,17 +35,19 @@ pub enum MemorySource {
     },
 }
 
-/// The container's memory (or the process's), as a [`Monitor`] named `memory`.
+/// The container's memory and/or the process's, as a [`Monitor`] named `memory`: each reading
+/// is the worse of its sources.
 #[derive(Debug)]
 pub struct MemoryMonitor {
-    source: Option<MemorySource>,
+    sources: Vec<MemorySource>,
 }
 
 impl MemoryMonitor {
     /// Finds this process's memory cgroup (v2, then v1) from `/proc/self/cgroup` and
-    /// `/proc/self/mountinfo`; when it has no limit (or there is none), falls back to the
-    /// process's RSS against `max_rss` bytes. With neither a limit nor `max_rss`, the monitor
-    /// has nothing to compare with and reads nothing ([`MemoryMonitor::source`] is `None`).
+    /// `/proc/self/mountinfo`, when it has a limit, and adds the process's RSS against `max_rss`
+    /// bytes when given: a budget for this process inside a larger container, or the only
+    /// measure where the container has no limit. Each reading is the worse of the two. With
+    /// neither, the monitor has nothing to compare with and reads nothing.
     pub fn detect(max_rss: Option<u64>) -> Self {
         Self::detect_in(Path::new("/proc/self"), max_rss)
     }
@@ -53,25 +55,37 @@ impl MemoryMonitor {
     /// [`MemoryMonitor::detect`] with another `/proc/<pid>` directory (tests, fixtures).
     pub fn detect_in(proc_dir: &Path, max_rss: Option<u64>) -> Self {
         let cgroup = find_cgroup(proc_dir).filter(has_limit);
-        let source = cgroup.or_else(|| {
-            max_rss.filter(|&max| max > 0).map(|max| MemorySource::Rss {
-                status: proc_dir.join("status"),
-                max,
-            })
+        let rss = max_rss.filter(|&max| max > 0).map(|max| MemorySource::Rss {
+            status: proc_dir.join("status"),
+            max,
         });
-        Self { source }
+        Self {
+            sources: cgroup.into_iter().chain(rss).collect(),
+        }
     }
 
     /// A monitor reading `source`.
     pub fn from_source(source: MemorySource) -> Self {
         Self {
-            source: Some(source),
+            sources: vec![source],
         }
     }
 
-    /// What it reads, if anything.
-    pub fn source(&self) -> Option<&MemorySource> {
-        self.source.as_ref()
+    /// A monitor reading `source`, and this process's RSS against `max_rss` when given.
+    pub fn with_rss_budget(source: MemorySource, max_rss: Option<u64>) -> Self {
+        let mut monitor = Self::from_source(source);
+        if let Some(max) = max_rss.filter(|&max| max > 0) {
+            monitor.sources.push(MemorySource::Rss {
+                status: PathBuf::from("/proc/self/status"),
+                max,
+            });
+        }
+        monitor
+    }
+
+    /// What it reads; empty when it has nothing to compare with.
+    pub fn sources(&self) -> &[MemorySource] {
+        &self.sources
     }
 }
 
@@ -81,10 +95,14 @@ impl Monitor for MemoryMonitor {
     }
 
     fn read(&mut self) -> io::Result<Option<Reading>> {
-        let Some(source) = &self.source else {
-            return Ok(None);
-        };
-        read(source).map(Some)
+        let mut worst: Option<Reading> = None;
+        for source in &self.sources {
+            let reading = read(source)?;
+            if worst.is_none_or(|w| reading.ratio() > w.ratio()) {
+                worst = Some(reading);
+            }
+        }
+        Ok(worst)
     }
 }
 

@@ -47,7 +47,7 @@ fn cgroup_v2_working_set_against_memory_max() {
         "anon 150000000\nfile 100000000\nactive_file 60000000\ninactive_file 50000000\n",
     );
     let mut monitor = MemoryMonitor::detect_in(&proc, None);
-    assert_eq!(monitor.source(), Some(&MemorySource::CgroupV2(dir.clone())));
+    assert_eq!(monitor.sources(), [MemorySource::CgroupV2(dir.clone())]);
     let reading = monitor.read().unwrap().unwrap();
     assert_eq!(
         reading,
@@ -55,17 +55,25 @@ fn cgroup_v2_working_set_against_memory_max() {
         "current minus inactive file pages"
     );
 
+    // With an RSS budget too, the worse of the two counts: 200 MiB of a 250 MiB budget.
+    let mut both = MemoryMonitor::detect_in(&proc, Some(250 * 1024 * 1024));
+    assert_eq!(both.sources().len(), 2);
+    assert_eq!(
+        both.read().unwrap().unwrap(),
+        Reading::new(204_800 * 1024, 250 * 1024 * 1024)
+    );
+
     // `max` is no limit: with an RSS maximum the process's RSS counts instead.
     write(&dir.join("memory.max"), "max\n");
     let mut monitor = MemoryMonitor::detect_in(&proc, Some(400 * 1024 * 1024));
-    assert!(matches!(monitor.source(), Some(MemorySource::Rss { .. })));
+    assert!(matches!(monitor.sources(), [MemorySource::Rss { .. }]));
     assert_eq!(
         monitor.read().unwrap().unwrap(),
         Reading::new(204_800 * 1024, 400 * 1024 * 1024)
     );
     // Without one, there is nothing to compare with.
     let mut idle = MemoryMonitor::detect_in(&proc, None);
-    assert_eq!(idle.source(), None);
+    assert!(idle.sources().is_empty());
     assert_eq!(idle.read().unwrap(), None);
 }
 
@@ -91,7 +99,7 @@ fn cgroup_v1_on_a_hybrid_host() {
         "cache 300000000\nrss 200000000\ninactive_file 1\ntotal_inactive_file 100000000\n",
     );
     let mut monitor = MemoryMonitor::detect_in(&proc, None);
-    assert_eq!(monitor.source(), Some(&MemorySource::CgroupV1(dir.clone())));
+    assert_eq!(monitor.sources(), [MemorySource::CgroupV1(dir.clone())]);
     assert_eq!(
         monitor.read().unwrap().unwrap(),
         Reading::new(400_000_000, 536_870_912),
@@ -99,7 +107,7 @@ fn cgroup_v1_on_a_hybrid_host() {
     );
     // The kernel's "unlimited" is no limit.
     write(&dir.join("memory.limit_in_bytes"), "9223372036854771712\n");
-    assert_eq!(MemoryMonitor::detect_in(&proc, None).source(), None);
+    assert!(MemoryMonitor::detect_in(&proc, None).sources().is_empty());
 }
 
 #[test]

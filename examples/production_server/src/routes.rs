@@ -60,6 +60,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/items", get(list_items))
         .route("/api/items/{id}", get(get_item))
         .route("/api/slow", get(slow))
+        .route("/api/report", get(report))
         // The dependency is called through the client stack (see `flaky`).
         .route("/api/flaky", get(flaky))
         .route_layer(state.api_bulkhead.clone());
@@ -134,6 +135,38 @@ async fn slow(Query(query): Query<SlowQuery>) -> Response {
     }
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Json(json!({ "slept_ms": ms })).into_response()
+}
+
+/// The most memory one `/api/report` may hold, in MiB.
+pub(crate) const MAX_REPORT_MB: usize = 64;
+
+/// Query of `/api/report`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReportQuery {
+    /// MiB the report holds while it is built (default 8, at most [`MAX_REPORT_MB`]).
+    mb: Option<usize>,
+    /// How long it is held, in milliseconds (default 200, at most [`MAX_SLOW_MS`]).
+    ms: Option<u64>,
+}
+
+/// A memory-hungry report: holds `mb` MiB (every page written, so it is resident) for `ms`,
+/// the kind of route that takes a server to its container's memory limit under load.
+async fn report(Query(query): Query<ReportQuery>) -> Response {
+    let (mb, ms) = (query.mb.unwrap_or(8), query.ms.unwrap_or(200));
+    if mb > MAX_REPORT_MB || ms > MAX_SLOW_MS {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("mb must be at most {MAX_REPORT_MB} and ms at most {MAX_SLOW_MS}"),
+        );
+    }
+    let buffer = vec![1u8; mb << 20];
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let checksum = buffer
+        .iter()
+        .step_by(4096)
+        .map(|&b| u64::from(b))
+        .sum::<u64>();
+    Json(json!({ "held_mb": mb, "held_ms": ms, "pages": checksum })).into_response()
 }
 
 /// What an open breaker answers: the breaker layer's own problem body, so clients see one

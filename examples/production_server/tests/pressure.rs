@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use palisade_testkit::Client;
-use support::{sigterm, start_binary_with_nofile};
+use support::{sigterm, start_binary_with_nofile, start_binary_with_ops_and};
 use tokio::net::TcpStream;
 
 mod support;
@@ -94,5 +94,97 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
         fresh().get(&format!("{ops}/health/ready")).await.status,
         200
     );
+    sigterm(&child);
+}
+
+/// Sends `GET path` with `priority` on a fresh connection: the status.
+async fn status_of(base: &str, path: &str, priority: &str) -> u16 {
+    Client::new()
+        .get_with_header(&format!("{base}{path}"), "x-priority", priority)
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_its_memory_budget_it_sheds_low_priority_first_then_refuses_and_recovers() {
+    // A 192 MiB RSS budget (the monitor's measure where the container has no limit, and a budget
+    // inside one where it has), and reports that hold 16 MiB each for 4 s.
+    let budget = (192u64 << 20).to_string();
+    let (child, base, ops, _logs) =
+        start_binary_with_ops_and(&[("PALISADE_OVERLOAD__MEMORY__MAX_RSS", &budget)]).await;
+    let ops_addr = ops.trim_start_matches("http://").to_owned();
+    eventually("the operations port", async || {
+        TcpStream::connect(&ops_addr).await.is_ok()
+    })
+    .await;
+    assert_eq!(status_of(&base, "/api/items", "sheddable").await, 200);
+
+    // Reports are added one at a time until the monitor sheds the lowest class...
+    let mut reports = Vec::new();
+    let hold = || {
+        let url = format!("{base}/api/report?mb=16&ms=4000");
+        tokio::spawn(async move { Client::new().get(&url).await.status.as_u16() })
+    };
+    let mut shedding = false;
+    for _ in 0..20 {
+        reports.push(hold());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if status_of(&base, "/api/items", "sheddable").await == 503 {
+            shedding = true;
+            break;
+        }
+    }
+    assert!(shedding, "the lowest class is shed as memory passes 80 %");
+    assert_eq!(
+        status_of(&base, "/api/items", "critical").await,
+        200,
+        "while the default class is still served"
+    );
+    // ...then until it refuses everything but CriticalPlus and readiness fails.
+    let mut refusing = false;
+    for _ in 0..20 {
+        reports.push(hold());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if status_of(&base, "/api/items", "critical").await == 503 {
+            refusing = true;
+            break;
+        }
+    }
+    assert!(refusing, "new work is refused from 95 %");
+    let ready = Client::new().get(&format!("{ops}/health/ready")).await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("memory"), "{}", ready.text());
+    assert_eq!(
+        Client::new()
+            .get(&format!("{ops}/health/live"))
+            .await
+            .status,
+        200
+    );
+    let ratio = Client::new().get(&format!("{ops}/metrics")).await.text();
+    let ratio: f64 = ratio
+        .lines()
+        .find_map(|l| l.strip_prefix("palisade_overload_resource_ratio{resource=\"memory\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ratio < 1.1, "shedding held it near the budget: {ratio}");
+
+    // The reports finish (a last one sent as the level turned may have been refused at once),
+    // their memory goes back, and the server recovers by itself.
+    let mut completed = 0;
+    for report in reports {
+        match report.await.unwrap() {
+            200 => completed += 1,
+            503 => {}
+            other => panic!("a report ended with {other}"),
+        }
+    }
+    assert!(completed >= 6, "admitted reports complete: {completed}");
+    eventually("recovery", async || {
+        status_of(&base, "/api/items", "sheddable").await == 200
+    })
+    .await;
     sigterm(&child);
 }

@@ -31,6 +31,23 @@ pub(crate) async fn start_binary_with_ops()
     (child, base, format!("http://{ops}"), logs)
 }
 
+/// The running binary with an operations listener and `env`: its base URL, the operations base
+/// URL and its log lines.
+pub(crate) async fn start_binary_with_ops_and(
+    env: &[(&str, &str)],
+) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ops = format!("127.0.0.1:{port}");
+    let mut env = env.to_vec();
+    env.push(("PALISADE_OPS_ADDR", &ops));
+    let (child, base, logs) = start_binary_with(&env).await;
+    (child, base, format!("http://{ops}"), logs)
+}
+
 /// The running binary with an operations listener, limited to `nofile` open descriptors
 /// (`prlimit`, util-linux): its base URL, the operations base URL and its log lines.
 pub(crate) async fn start_binary_with_nofile(
