@@ -48,6 +48,21 @@ impl ServerProcess {
     ///
     /// When the binary is missing or does not report its address.
     pub fn start(scenario: &str, system: &str, args: &ServerArgs) -> Result<Self, String> {
+        Self::start_with_env(scenario, system, args, &[])
+    }
+
+    /// [`ServerProcess::start`] with environment variables for the server (allocator tunables,
+    /// which are read before `main`).
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerProcess::start`].
+    pub fn start_with_env(
+        scenario: &str,
+        system: &str,
+        args: &ServerArgs,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let binary = sibling("bench-server")?;
         let mut command = if cores() >= 2 {
             let mut c = Command::new("taskset");
@@ -59,6 +74,7 @@ impl ServerProcess {
         command
             .args([scenario, system])
             .args(args.to_args())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command

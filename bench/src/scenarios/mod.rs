@@ -7,6 +7,7 @@ mod baseline;
 mod breaker;
 mod bulkhead;
 mod overload;
+mod pressure;
 mod priority;
 mod ratelimit;
 mod retry;
@@ -23,6 +24,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &ws::WsBroadcast,
         &ratelimit::RateLimitFlood,
         &retry::RetryStorm,
+        &pressure::Pressure,
     ]
 }
 
