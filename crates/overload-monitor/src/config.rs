@@ -382,6 +382,7 @@ impl OverloadMonitorBuilder {
                 degrade: config.degrade_level,
             },
             actions: action_gauges(),
+            pressure: crate::PressureHandle::default(),
         })
     }
 }

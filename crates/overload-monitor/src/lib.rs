@@ -12,7 +12,7 @@
 //! |---|---|---|---|
 //! | normal | | level 0 | nothing |
 //! | warn | 80 % | level 0.6 (`warn_level`) | the shedder sheds every `Sheddable` request |
-//! | degrade | 90 % | level 0.7 (`degrade_level`) | and every `SheddablePlus` request |
+//! | degrade | 90 % | level 0.7 (`degrade_level`) | and every `SheddablePlus` request; `Connection: close` on responses ([`CloseConnectionsLayer`]) |
 //! | critical | 95 % | overloaded, at the observed ratio | every request but `CriticalPlus` refused (503 + `Retry-After`); readiness fails, naming the resource |
 //!
 //! A level is entered as soon as a sample crosses it and left only when the ratio has stayed
@@ -62,6 +62,7 @@
 //! Each change of level is logged once (`warn` going up, `info` coming down), and a resource that
 //! cannot be read is logged once until it can again.
 
+mod close;
 mod config;
 mod fds;
 mod lag;
@@ -70,6 +71,7 @@ pub mod metrics;
 mod monitor;
 mod pressure;
 
+pub use close::{CloseConnections, CloseConnectionsLayer, ResponseFuture};
 pub use config::{
     FdConfig, LagConfig, MemoryConfig, OverloadMonitorBuilder, OverloadMonitorConfig,
 };
@@ -77,4 +79,4 @@ pub use fds::{FdMonitor, InProcessCount};
 pub use lag::LagMonitor;
 pub use memory::{MemoryMonitor, MemorySource};
 pub use monitor::{Monitor, MonitorHandle, OverloadMonitor, Reading};
-pub use pressure::{Pressure, Thresholds};
+pub use pressure::{Pressure, PressureHandle, Thresholds};

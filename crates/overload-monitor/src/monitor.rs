@@ -9,7 +9,7 @@ use tokio::{task::JoinHandle, time::Instant};
 
 use crate::{
     metrics::{ACTIONS, ResourceMetrics},
-    pressure::{Pressure, Thresholds, Tracker},
+    pressure::{Pressure, PressureHandle, Thresholds, Tracker},
 };
 
 /// One reading of a resource: how much is used of how much there is.
@@ -118,6 +118,7 @@ pub struct OverloadMonitor {
     pub(crate) enforce: bool,
     pub(crate) published: Published,
     pub(crate) actions: [Gauge; 3],
+    pub(crate) pressure: PressureHandle,
 }
 
 impl fmt::Debug for OverloadMonitor {
@@ -165,6 +166,12 @@ impl Drop for MonitorHandle {
 }
 
 impl OverloadMonitor {
+    /// The worst level of the watched resources, updated at every sample (always normal in
+    /// observe-only mode): for [`CloseConnectionsLayer`](crate::CloseConnectionsLayer).
+    pub fn pressure(&self) -> PressureHandle {
+        self.pressure.clone()
+    }
+
     /// The resources watched, by name.
     pub fn resources(&self) -> Vec<&'static str> {
         self.watched.iter().map(|w| w.monitor.name()).collect()
@@ -227,6 +234,11 @@ impl OverloadMonitor {
             watched.source.publish(published, overloaded);
             worst = worst.max(level);
         }
+        self.pressure.set(if self.enforce {
+            worst
+        } else {
+            Pressure::Normal
+        });
         for (gauge, (_, from)) in self.actions.iter().zip(ACTIONS) {
             gauge.set(if self.enforce && worst >= from {
                 1.0

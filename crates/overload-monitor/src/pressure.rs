@@ -3,7 +3,13 @@
 //! `dwell`, so a server at the edge neither flaps between shedding and serving nor recovers on
 //! one good sample.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
 
 use palisade_core::ConfigError;
 use tokio::time::Instant;
@@ -35,6 +41,27 @@ impl Pressure {
     /// 0 to 3, for a gauge.
     pub const fn index(self) -> u8 {
         self as u8
+    }
+}
+
+/// The monitors' worst level now, shared: what [`CloseConnectionsLayer`](crate::CloseConnectionsLayer)
+/// and other readers act on. Always [`Pressure::Normal`] in observe-only mode.
+#[derive(Debug, Clone, Default)]
+pub struct PressureHandle(Arc<AtomicU8>);
+
+impl PressureHandle {
+    /// The worst level of every watched resource, as of the last sample.
+    pub fn level(&self) -> Pressure {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Pressure::Normal,
+            1 => Pressure::Warn,
+            2 => Pressure::Degrade,
+            _ => Pressure::Critical,
+        }
+    }
+
+    pub(crate) fn set(&self, level: Pressure) {
+        self.0.store(level.index(), Ordering::Relaxed);
     }
 }
 

@@ -18,7 +18,9 @@ use palisade_concurrency_limit_hysteresis::{
 use palisade_core::{ConfigError, OverloadState};
 use palisade_health::{Check, HealthBuilder, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
-use palisade_overload_monitor::{MonitorHandle, OverloadMonitor, OverloadMonitorBuilder};
+use palisade_overload_monitor::{
+    CloseConnectionsLayer, MonitorHandle, OverloadMonitor, OverloadMonitorBuilder,
+};
 use palisade_rate_limit::RateLimitLayer;
 use palisade_request_guard::RequestGuardLayer;
 use palisade_request_id::RequestIdLayer;
@@ -166,6 +168,7 @@ impl StackBuilder {
             bulkheads.insert(name.clone(), layer);
         }
 
+        let monitors = monitors(&config, &overload)?;
         let server = Server::new(config.server.clone())
             .health(health.handle())
             .overload_state(overload.clone())
@@ -178,6 +181,9 @@ impl StackBuilder {
                 request_id,
                 security_headers,
                 request_guard,
+                close_connections: monitors
+                    .as_ref()
+                    .map(|m| CloseConnectionsLayer::new(m.pressure())),
                 telemetry,
                 health: public_probes.then(|| health.clone()),
                 rate_limit,
@@ -198,7 +204,7 @@ impl StackBuilder {
             bulkheads,
             circuit_breakers: circuit_breakers(&config)?,
             clients: clients(&config)?,
-            monitors: Arc::new(Mutex::new(monitors(&config, &overload)?)),
+            monitors: Arc::new(Mutex::new(monitors)),
             server,
             overload,
         };
@@ -289,6 +295,7 @@ fn layer<T>(
 ///         .layer(Optional(layers.request_id))
 ///         .layer(Optional(layers.security_headers))
 ///         .layer(Optional(layers.request_guard))
+///         .layer(Optional(layers.close_connections))
 ///         .layer(Optional(layers.telemetry))
 ///         .layer(Optional(layers.health))
 ///         .layer(Optional(layers.rate_limit))
@@ -308,6 +315,9 @@ pub struct Layers {
     pub security_headers: Option<SecurityHeadersLayer>,
     /// The request guard (`[request_guard]`); before routing.
     pub request_guard: Option<RequestGuardLayer>,
+    /// `Connection: close` on every response while a resource monitor (`[overload]`) is at
+    /// degrade or worse; before routing, so refusals close too.
+    pub close_connections: Option<CloseConnectionsLayer>,
     /// Spans and HTTP metrics (`[telemetry]`); after routing, which names the route.
     pub telemetry: Option<TelemetryLayer>,
     /// Health probes (`[health]`).
@@ -413,6 +423,7 @@ impl Stack {
                 .layer(Optional(layers.request_id))
                 .layer(Optional(layers.security_headers))
                 .layer(Optional(layers.request_guard))
+                .layer(Optional(layers.close_connections))
                 .service(after_routing),
         )
     }

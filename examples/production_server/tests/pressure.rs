@@ -80,6 +80,11 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
     );
     assert!(refused.text().contains("load_shed"), "{}", refused.text());
     assert_eq!(
+        refused.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "keep-alive refused under pressure"
+    );
+    assert_eq!(
         fresh().get(&format!("{ops}/health/live")).await.status,
         200,
         "liveness is not resource pressure"
