@@ -80,8 +80,8 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
     );
     assert!(refused.text().contains("load_shed"), "{}", refused.text());
     assert_eq!(
-        refused.headers.get("connection").map(|v| v.as_bytes()),
-        Some(&b"close"[..]),
+        refused.headers.get("connection"),
+        Some(&http::HeaderValue::from_static("close")),
         "keep-alive refused under pressure"
     );
     assert_eq!(
