@@ -1,6 +1,9 @@
 //! Results as a markdown table, JSON, and an SVG chart.
 
-use std::{fmt::Write as _, path::Path};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 use plotters::prelude::*;
 use serde::Serialize;
@@ -93,6 +96,16 @@ fn num(value: f64) -> String {
     } else {
         format!("{value:.2}")
     }
+}
+
+/// Where `palisade-bench` writes its files: `--out` as its `main` reads it, else `target/bench`.
+/// For scenarios that write files of their own beside the common ones.
+pub fn out_dir() -> PathBuf {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from)
 }
 
 /// A markdown table of `rows`. The server memory columns appear only when a row has them.

@@ -9,7 +9,7 @@
 //! run in an OOM kill; here its RSS simply passes the budget). The monitored server samples every
 //! 50 ms, so a burst cannot run far past a level between two samples.
 
-use std::{fmt::Write as _, path::PathBuf, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use axum::{Router, extract::Query, routing::get};
 use http::{HeaderName, HeaderValue};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     load::{self, LoadSpec, Mode, RequestClass},
     process::ServerProcess,
-    report::Row,
+    report::{Row, out_dir},
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
 };
 
@@ -96,20 +96,6 @@ fn mix() -> Vec<RequestClass> {
     vec![class("critical", 1), class("sheddable", 4)]
 }
 
-/// The server's peak resident memory (`VmHWM`), in bytes; `None` once it is gone.
-fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// One system's result under the names the scenario reports.
 #[derive(Debug, Serialize)]
 struct Summary {
@@ -158,14 +144,6 @@ async fn recovered(target: std::net::SocketAddr) -> bool {
     recovered
 }
 
-fn out_dir() -> PathBuf {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from)
-}
-
 impl Scenario for Pressure {
     fn name(&self) -> &'static str {
         "pressure"
@@ -194,7 +172,6 @@ impl Scenario for Pressure {
                     &ServerArgs::default(),
                     &[ALLOCATOR],
                 )?;
-                let pid = server.pid();
                 let (mut critical_ok, mut critical_sent) = (0, 0);
                 let (mut sheddable_ok, mut sheddable_shed) = (0, 0);
                 for rate in STEPS {
@@ -220,11 +197,11 @@ impl Scenario for Pressure {
                     }
                     eprintln!(
                         "{name:<30} {rate:>4.0} rps: peak RSS {:>6.1} MiB",
-                        peak_rss(pid).unwrap_or(0) as f64 / f64::from(1 << 20)
+                        server.peak_rss().unwrap_or(0) as f64 / f64::from(1 << 20)
                     );
                     rows.extend(Row::from_report(name, Some(rate), &report));
                 }
-                let peak = peak_rss(pid);
+                let peak = server.peak_rss();
                 let oom_killed = peak.is_none();
                 let recovered = !oom_killed && recovered(server.addr).await;
                 drop(server);

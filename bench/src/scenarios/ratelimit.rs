@@ -9,7 +9,7 @@
 //! trusts 127.0.0.0/8 as its proxy, `tower_governor` because its `SmartIpKeyExtractor` reads the
 //! header from any peer.
 
-use std::{fmt::Write as _, path::PathBuf, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use axum::{Router, routing::get};
 use http::{HeaderName, HeaderValue};
@@ -22,7 +22,7 @@ use tower_governor::{
 use crate::{
     load::{self, DISTINCT_CLIENTS, LoadSpec, Mode, RequestClass},
     process::ServerProcess,
-    report::Row,
+    report::{Row, out_dir},
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
 };
 
@@ -84,20 +84,6 @@ fn governor_router() -> Result<Router, String> {
     Ok(hello().layer(GovernorLayer::new(config)))
 }
 
-/// The server's peak resident memory (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 /// One system's result under the names the scenario reports.
 #[derive(Debug, Serialize)]
 struct Summary {
@@ -112,15 +98,6 @@ struct Summary {
     abuser_requests: u64,
     abuser_rejected: u64,
     achieved_rps: f64,
-}
-
-/// Where `palisade-bench` writes its files (`--out`, as its `main` reads it).
-fn out_dir() -> PathBuf {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from)
 }
 
 fn mix() -> Vec<RequestClass> {
@@ -196,7 +173,8 @@ impl Scenario for RateLimitFlood {
                     mix: mix(),
                 })
                 .await?;
-                let peak = peak_rss_mib(server.pid());
+                #[allow(clippy::cast_precision_loss)]
+                let peak = server.peak_rss().map(|b| b as f64 / f64::from(1 << 20));
                 drop(server);
                 let (mut good_ok, mut good_sent) = (0, 0);
                 let (mut flood, mut abuser) = (None, None);

@@ -51,7 +51,7 @@ use tower::{Layer, ServiceExt, retry::Policy};
 
 use crate::{
     process::ServerProcess,
-    report::Row,
+    report::{Row, out_dir},
     scenario::{App, BoxFuture, Scenario, ServerArgs, Timing},
 };
 
@@ -419,16 +419,6 @@ impl Scenario for RetryStorm {
             Ok(rows)
         })
     }
-}
-
-/// The `--out` directory `palisade-bench` writes into: the harness's chart plots goodput against
-/// offered load, which is one point here, so this scenario draws its two ratios beside it.
-fn out_dir() -> std::path::PathBuf {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(|| "target/bench".into(), Into::into)
 }
 
 type Summary = (&'static str, &'static str, f64, f64);

@@ -10,6 +10,16 @@ use tokio::{
     sync::mpsc,
 };
 
+/// A loopback address with a port free now: the binary binds the operations address itself.
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// The running binary, its base URL, and its log lines after the address line.
 pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let (child, base, _ops, logs) = start_binary_with_ops().await;
@@ -20,13 +30,7 @@ pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<St
 /// its log lines.
 pub(crate) async fn start_binary_with_ops()
 -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    // A port free now: the binary binds the operations address itself.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ops = format!("127.0.0.1:{port}");
+    let ops = free_address();
     let (child, base, logs) = start_binary_with(&[("PALISADE_OPS_ADDR", &ops)]).await;
     (child, base, format!("http://{ops}"), logs)
 }
@@ -36,12 +40,7 @@ pub(crate) async fn start_binary_with_ops()
 pub(crate) async fn start_binary_with_ops_and(
     env: &[(&str, &str)],
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ops = format!("127.0.0.1:{port}");
+    let ops = free_address();
     let mut env = env.to_vec();
     env.push(("PALISADE_OPS_ADDR", &ops));
     let (child, base, logs) = start_binary_with(&env).await;
@@ -53,12 +52,7 @@ pub(crate) async fn start_binary_with_ops_and(
 pub(crate) async fn start_binary_with_nofile(
     nofile: u32,
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ops = format!("127.0.0.1:{port}");
+    let ops = free_address();
     let mut command = Command::new("prlimit");
     command
         .arg(format!("--nofile={nofile}:{nofile}"))
