@@ -13,7 +13,7 @@
 //! | normal | | level 0 | nothing |
 //! | warn | 80 % | level 0.6 (`warn_level`) | the shedder sheds every `Sheddable` request |
 //! | degrade | 90 % | level 0.7 (`degrade_level`) | and every `SheddablePlus` request; `Connection: close` on responses ([`CloseConnectionsLayer`]) |
-//! | critical | 95 % | overloaded, at the observed ratio | every request but `CriticalPlus` refused (503 + `Retry-After`); readiness fails, naming the resource |
+//! | critical | 95 % | overloaded, at the observed ratio | every request but `CriticalPlus` refused (503 + `Retry-After`); readiness fails, naming the resource; with an operations port for the probes, `palisade::serve` stops accepting public connections until it eases |
 //!
 //! A level is entered as soon as a sample crosses it and left only when the ratio has stayed
 //! below `resume` (80 %) for `dwell` (1 s): recovery is automatic, without flapping. Probes are

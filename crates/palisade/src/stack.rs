@@ -169,10 +169,14 @@ impl StackBuilder {
         }
 
         let monitors = monitors(&config, &overload)?;
-        let server = Server::new(config.server.clone())
+        let mut server = Server::new(config.server.clone())
             .health(health.handle())
             .overload_state(overload.clone())
             .connection_limit(on.connection_limit);
+        // Paused at critical only when the probes have a listener of their own.
+        if let (Some(monitors), Some(_)) = (&monitors, config.server.ops.addr) {
+            server = server.pause_accepting_at_critical(monitors.pressure());
+        }
         // With an operations listener, the public port may leave the probes to it.
         let ops = config.server.ops.addr.is_some();
         let public_probes = on.health && (!ops || config.server.ops.public_probes);

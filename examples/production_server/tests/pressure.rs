@@ -1,13 +1,17 @@
-//! The real binary at its file descriptor limit (`prlimit --nofile=256`): once the descriptor
-//! monitor reads 95 % it refuses new work with 503, readiness fails naming the resource while
-//! liveness and the operations port keep answering, and it recovers by itself when the
-//! connections close, without wedging in `accept`.
+//! The real binary under resource pressure, with its probes on the operations port: at its file
+//! descriptor limit (`prlimit --nofile=256`) and near a memory budget. At critical it refuses
+//! requests on open connections with 503 and `Connection: close`, stops accepting new public
+//! connections (they wait in the backlog), fails readiness naming the resource while liveness and
+//! the operations port answer, and recovers by itself, accepting the waiting clients.
 
 use std::time::Duration;
 
 use palisade_testkit::Client;
 use support::{sigterm, start_binary_with_nofile, start_binary_with_ops_and};
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 mod support;
 
@@ -24,6 +28,37 @@ async fn fd_ratio(client: &Client, ops: &str) -> f64 {
         .unwrap()
 }
 
+/// `GET path` on an open connection with `priority`: the status and the response head.
+async fn raw_get(stream: &mut TcpStream, path: &str, priority: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nx-priority: {priority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = vec![0; 16 * 1024];
+    let mut read = 0;
+    loop {
+        let n = stream.read(&mut buffer[read..]).await.unwrap();
+        read += n;
+        let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+        if n == 0 || text.contains("\r\n\r\n") {
+            let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            return (status, text.to_ascii_lowercase());
+        }
+    }
+}
+
+/// Waits (up to 10 s) for a log line containing `needle`.
+async fn logged(logs: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = logs.recv().await {
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("the server's log ended");
+    })
+    .await;
+    assert!(found.is_ok(), "no log line with {needle:?}");
+}
+
 /// Polls `check` every 50 ms for up to 10 s.
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..200 {
@@ -37,7 +72,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recovers() {
-    let (child, base, ops, _logs) = start_binary_with_nofile(NOFILE).await;
+    let (child, base, ops, mut logs) = start_binary_with_nofile(NOFILE).await;
     let client = Client::new();
     let ops_addr = ops.trim_start_matches("http://").to_owned();
     eventually("the operations port", async || {
@@ -55,6 +90,8 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let needed = (target as u32).saturating_sub(open);
     let addr = base.trim_start_matches("http://").to_owned();
+    // A client connected before the pressure: its next request is refused, not kept waiting.
+    let mut early = TcpStream::connect(&addr).await.expect("connect");
     let mut held = Vec::new();
     for _ in 0..needed {
         held.push(TcpStream::connect(&addr).await.expect("connect"));
@@ -71,19 +108,19 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
         "names the resource: {}",
         ready.text()
     );
-    let refused = fresh().get(&format!("{base}/api/items")).await;
-    assert_eq!(
-        refused.status,
-        503,
-        "new work is refused: {}",
-        refused.text()
+    let (status, response_head) = raw_get(&mut early, "/api/items", "critical").await;
+    assert_eq!(status, 503, "new work is refused: {response_head}");
+    assert!(
+        response_head.contains("connection: close"),
+        "keep-alive refused: {response_head}"
     );
-    assert!(refused.text().contains("load_shed"), "{}", refused.text());
-    assert_eq!(
-        refused.headers.get("connection"),
-        Some(&http::HeaderValue::from_static("close")),
-        "keep-alive refused under pressure"
-    );
+    assert!(response_head.contains("retry-after"), "{response_head}");
+    // New public connections wait in the backlog until the pressure eases.
+    logged(&mut logs, "not accepting new connections").await;
+    let waiting = tokio::spawn({
+        let url = format!("{base}/api/items");
+        async move { Client::new().get(&url).await.status.as_u16() }
+    });
     assert_eq!(
         fresh().get(&format!("{ops}/health/live")).await.status,
         200,
@@ -91,10 +128,11 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
     );
 
     drop(held);
-    eventually("recovery", async || {
-        fresh().get(&format!("{base}/api/items")).await.status == 200
-    })
-    .await;
+    assert_eq!(
+        waiting.await.unwrap(),
+        200,
+        "the waiting client is accepted and served once the pressure eases"
+    );
     assert_eq!(
         fresh().get(&format!("{ops}/health/ready")).await.status,
         200
@@ -118,6 +156,9 @@ async fn near_its_memory_budget_it_sheds_low_priority_first_then_refuses_and_rec
     let budget = (192u64 << 20).to_string();
     let (child, base, ops, _logs) =
         start_binary_with_ops_and(&[("PALISADE_OVERLOAD__MEMORY__MAX_RSS", &budget)]).await;
+    let mut early = TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
     let ops_addr = ops.trim_start_matches("http://").to_owned();
     eventually("the operations port", async || {
         TcpStream::connect(&ops_addr).await.is_ok()
@@ -151,14 +192,21 @@ async fn near_its_memory_budget_it_sheds_low_priority_first_then_refuses_and_rec
     for _ in 0..20 {
         reports.push(hold());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if status_of(&base, "/api/items", "critical").await == 503 {
+        // Readiness, on the operations port: at critical the public port stops accepting.
+        if Client::new()
+            .get(&format!("{ops}/health/ready"))
+            .await
+            .status
+            == 503
+        {
             refusing = true;
             break;
         }
     }
-    assert!(refusing, "new work is refused from 95 %");
+    assert!(refusing, "readiness fails from 95 %");
+    let (status, response_head) = raw_get(&mut early, "/api/items", "critical").await;
+    assert_eq!(status, 503, "new work is refused: {response_head}");
     let ready = Client::new().get(&format!("{ops}/health/ready")).await;
-    assert_eq!(ready.status, 503);
     assert!(ready.text().contains("memory"), "{}", ready.text());
     assert_eq!(
         Client::new()

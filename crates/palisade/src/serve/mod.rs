@@ -25,6 +25,7 @@ use axum::{Router, serve::Listener};
 use palisade_concurrency_limit_hysteresis::ConnectionLimitListener;
 use palisade_core::OverloadState;
 use palisade_health::{Drain, HealthHandle, HealthLayer};
+use palisade_overload_monitor::{Pressure, PressureHandle};
 use tokio::{sync::watch, task::JoinSet};
 
 pub(crate) use report::Counters;
@@ -56,6 +57,7 @@ pub struct Server {
     overload: Option<OverloadState>,
     limit_connections: bool,
     ops: Option<Router>,
+    pause: Option<PressureHandle>,
 }
 
 impl Server {
@@ -68,6 +70,7 @@ impl Server {
             overload: None,
             limit_connections: true,
             ops: None,
+            pause: None,
         }
     }
 
@@ -91,6 +94,17 @@ impl Server {
     #[must_use]
     pub fn overload_state(mut self, state: OverloadState) -> Self {
         self.overload = Some(state);
+        self
+    }
+
+    /// Stops accepting public connections while `pressure` is at
+    /// [`Pressure::Critical`](palisade_overload_monitor::Pressure::Critical) (new clients wait in
+    /// the listen backlog, or go elsewhere), and resumes when it eases. The operations listener
+    /// keeps accepting, which is why [`Stack`](crate::Stack) sets this only when the probes have
+    /// one (`[server.ops] addr`): paused on a shared port, the kubelet's probes would fail too.
+    #[must_use]
+    pub fn pause_accepting_at_critical(mut self, pressure: PressureHandle) -> Self {
+        self.pause = Some(pressure);
         self
     }
 
@@ -197,6 +211,7 @@ where
         overload,
         limit_connections,
         ops,
+        pause,
     } = server;
     config.validate().map_err(invalid)?;
     metrics::describe();
@@ -233,9 +248,9 @@ where
         let listener =
             ConnectionLimitListener::with_overload_state(listener, config.connections, overload)
                 .map_err(|e| invalid(e.within("connections")))?;
-        run(listener, app, settings, drain, trigger).await
+        run(listener, app, settings, drain, trigger, pause).await
     } else {
-        run(listener, app, settings, drain, trigger).await
+        run(listener, app, settings, drain, trigger, pause).await
     };
     if let Some((stop, task)) = ops {
         let _ = stop.send(());
@@ -270,6 +285,8 @@ async fn start_ops(
         async {
             let _ = stopped.await;
         },
+        // Never paused: the probes live here.
+        None,
     ));
     Ok((stop, task))
 }
@@ -280,6 +297,7 @@ async fn run<L, F>(
     settings: Arc<Http1Settings>,
     drain: Drain,
     trigger: F,
+    pause: Option<PressureHandle>,
 ) -> std::io::Result<ServeReport>
 where
     L: Listener<Addr = SocketAddr>,
@@ -294,6 +312,7 @@ where
         settings,
         counters.clone(),
         drain.signal(trigger),
+        pause,
     );
     let outcome = match drain.run(server).await {
         Ok(outcome) => outcome,
@@ -311,12 +330,16 @@ where
 
 /// Accepts until `stop` resolves, then closes the listener, asks every connection to finish,
 /// and waits for them. Dropping this future (at the drain deadline) aborts the connections.
+/// How often a paused accept loop looks at the pressure again.
+const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn accept_loop<L>(
     mut listener: L,
     app: Router,
     settings: Arc<Http1Settings>,
     counters: Arc<Counters>,
     stop: impl Future<Output = ()>,
+    pause: Option<PressureHandle>,
 ) -> Result<(), Infallible>
 where
     L: Listener<Addr = SocketAddr>,
@@ -324,7 +347,19 @@ where
     let (close, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut stop = std::pin::pin!(stop);
+    let mut paused = false;
     loop {
+        let critical = pause
+            .as_ref()
+            .is_some_and(|p| p.level() == Pressure::Critical);
+        if critical != paused {
+            paused = critical;
+            if paused {
+                tracing::warn!("resource pressure is critical: not accepting new connections");
+            } else {
+                tracing::info!("resource pressure eased: accepting connections again");
+            }
+        }
         tokio::select! {
             biased;
             () = &mut stop => break,
@@ -333,7 +368,9 @@ where
                     tracing::error!(%err, "a connection task failed");
                 }
             }
-            (io, remote) = listener.accept() => {
+            // Paused: look again soon (the monitors sample every 250 ms by default).
+            () = tokio::time::sleep(PAUSE_RECHECK), if paused => {}
+            (io, remote) = listener.accept(), if !paused => {
                 connections.spawn(serve_connection(
                     io,
                     remote,
