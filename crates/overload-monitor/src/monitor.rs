@@ -200,6 +200,7 @@ impl OverloadMonitor {
     /// Reads every resource once at `now`, updates the levels, publishes them.
     pub(crate) fn sample(&mut self, now: Instant) {
         let mut worst = Pressure::Normal;
+        let mut worst_resource = None;
         for watched in &mut self.watched {
             let name = watched.monitor.name();
             match watched.monitor.read() {
@@ -232,13 +233,18 @@ impl OverloadMonitor {
                 (0.0, false)
             };
             watched.source.publish(published, overloaded);
+            if level > worst {
+                worst_resource = Some((name, watched.ratio));
+            }
             worst = worst.max(level);
         }
-        self.pressure.set(if self.enforce {
-            worst
+        if self.enforce {
+            self.pressure.set(worst);
+            self.pressure.set_worst(worst_resource);
         } else {
-            Pressure::Normal
-        });
+            self.pressure.set(Pressure::Normal);
+            self.pressure.set_worst(None);
+        }
         for (gauge, (_, from)) in self.actions.iter().zip(ACTIONS) {
             gauge.set(if self.enforce && worst >= from {
                 1.0

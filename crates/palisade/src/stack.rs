@@ -16,10 +16,11 @@ use palisade_concurrency_limit_hysteresis::{
     ConcurrencyLimitBuilder, ConcurrencyLimitLayer, LimiterHandle,
 };
 use palisade_core::{ConfigError, OverloadState};
-use palisade_health::{Check, HealthBuilder, HealthHandle, HealthLayer};
+use palisade_health::{Check, CheckResult, HealthBuilder, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
 use palisade_overload_monitor::{
-    CloseConnectionsLayer, MonitorHandle, OverloadMonitor, OverloadMonitorBuilder,
+    CloseConnectionsLayer, MonitorHandle, OverloadMonitor, OverloadMonitorBuilder, Pressure,
+    PressureHandle,
 };
 use palisade_rate_limit::RateLimitLayer;
 use palisade_request_guard::RequestGuardLayer;
@@ -127,8 +128,10 @@ impl StackBuilder {
         let security_headers = layer(on.security_headers, "security_headers", || {
             SecurityHeadersLayer::from_config(config.security_headers.clone())
         })?;
+        let monitors = monitors(&config, &overload)?;
         // Built even when its layer is off: the drain sequence fails readiness through it.
-        let health = readiness_checks.into_iter().fold(
+        let resources = monitors.as_ref().map(|m| resources_check(m.pressure()));
+        let health = readiness_checks.into_iter().chain(resources).fold(
             HealthBuilder::from(config.health.clone()),
             HealthBuilder::readiness_check,
         );
@@ -159,16 +162,6 @@ impl StackBuilder {
                 .build()
         })?;
 
-        let mut bulkheads = BTreeMap::new();
-        for (name, bulkhead) in &config.bulkheads {
-            let mut bulkhead = bulkhead.clone();
-            bulkhead.name = name.clone().into();
-            let layer = BulkheadLayer::from_config(bulkhead)
-                .map_err(|e| e.within(&format!("bulkheads.{name}")))?;
-            bulkheads.insert(name.clone(), layer);
-        }
-
-        let monitors = monitors(&config, &overload)?;
         let mut server = Server::new(config.server.clone())
             .health(health.handle())
             .overload_state(overload.clone())
@@ -205,7 +198,7 @@ impl StackBuilder {
             },
             health: health.handle(),
             health_layer: health,
-            bulkheads,
+            bulkheads: bulkheads(&config)?,
             circuit_breakers: circuit_breakers(&config)?,
             clients: clients(&config)?,
             monitors: Arc::new(Mutex::new(monitors)),
@@ -218,6 +211,21 @@ impl StackBuilder {
         }
         Ok(stack)
     }
+}
+
+/// The `[bulkheads.NAME]` pools, each named after its table.
+fn bulkheads(config: &PalisadeConfig) -> Result<BTreeMap<String, BulkheadLayer>, ConfigError> {
+    config
+        .bulkheads
+        .iter()
+        .map(|(name, bulkhead)| {
+            let mut bulkhead = bulkhead.clone();
+            bulkhead.name = name.clone().into();
+            BulkheadLayer::from_config(bulkhead)
+                .map(|layer| (name.clone(), layer))
+                .map_err(|e| e.within(&format!("bulkheads.{name}")))
+        })
+        .collect()
 }
 
 /// The `[circuit_breakers.NAME]` breakers, each named after its table.
@@ -264,6 +272,24 @@ fn monitors(
                 .build()
         })
         .transpose()
+}
+
+/// The readiness check `resources`: `warn` while a resource monitor is at warn or degrade (still
+/// serving, shedding the low classes), `fail` at critical, naming the resource and its ratio.
+fn resources_check(pressure: PressureHandle) -> Check {
+    Check::from_fn("resources", move || {
+        let pressure = pressure.clone();
+        async move {
+            let describe = |(resource, ratio): (&str, f64)| {
+                format!("{resource} at {:.0} % of its limit", ratio * 100.0)
+            };
+            match (pressure.level(), pressure.worst()) {
+                (Pressure::Normal, _) | (_, None) => CheckResult::pass(),
+                (Pressure::Critical, Some(worst)) => CheckResult::fail(describe(worst)),
+                (_, Some(worst)) => CheckResult::warn(describe(worst)),
+            }
+        }
+    })
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.
