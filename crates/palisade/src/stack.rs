@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use axum::{
@@ -290,6 +291,8 @@ fn resources_check(pressure: PressureHandle) -> Check {
             }
         }
     })
+    // Two atomic reads: run at each probe (results kept for one sampling interval).
+    .on_demand(Duration::from_millis(250))
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.

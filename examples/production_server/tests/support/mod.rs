@@ -47,6 +47,25 @@ pub(crate) async fn start_binary_with_ops_and(
     (child, base, format!("http://{ops}"), logs)
 }
 
+/// The running binary with an operations listener and `env`, started inside the memory cgroup
+/// `dir` (it joins before `exec`, so the memory monitor finds the cgroup when the stack is built):
+/// its base URL, the operations base URL and its log lines.
+pub(crate) async fn start_binary_in_cgroup(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
+    let ops = free_address();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "echo $$ > \"$1/cgroup.procs\" && exec \"$2\"", "sh"])
+        .arg(dir)
+        .arg(env!("CARGO_BIN_EXE_production_server"))
+        .envs(env.iter().copied())
+        .env("PALISADE_OPS_ADDR", &ops);
+    let (child, base, logs) = spawn(command).await;
+    (child, base, format!("http://{ops}"), logs)
+}
+
 /// The running binary with an operations listener, limited to `nofile` open descriptors
 /// (`prlimit`, util-linux): its base URL, the operations base URL and its log lines.
 pub(crate) async fn start_binary_with_nofile(
