@@ -47,16 +47,19 @@ impl Pressure {
 /// The monitors' worst level now, shared: what [`CloseConnectionsLayer`](crate::CloseConnectionsLayer),
 /// the accept loop and readiness act on. Always [`Pressure::Normal`] in observe-only mode.
 #[derive(Debug, Clone, Default)]
-pub struct PressureHandle {
-    level: Arc<AtomicU8>,
+pub struct PressureHandle(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    level: AtomicU8,
     /// The resource at the worst level and its ratio, for reports (written once per sample).
-    worst: Arc<Mutex<Option<(&'static str, f64)>>>,
+    worst: Mutex<Option<(&'static str, f64)>>,
 }
 
 impl PressureHandle {
     /// The worst level of every watched resource, as of the last sample.
     pub fn level(&self) -> Pressure {
-        match self.level.load(Ordering::Relaxed) {
+        match self.0.level.load(Ordering::Relaxed) {
             0 => Pressure::Normal,
             1 => Pressure::Warn,
             2 => Pressure::Degrade,
@@ -67,17 +70,19 @@ impl PressureHandle {
     /// The resource at the worst level and its last ratio, when one is above normal.
     pub fn worst(&self) -> Option<(&'static str, f64)> {
         *self
+            .0
             .worst
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn set(&self, level: Pressure) {
-        self.level.store(level.index(), Ordering::Relaxed);
+        self.0.level.store(level.index(), Ordering::Relaxed);
     }
 
     pub(crate) fn set_worst(&self, worst: Option<(&'static str, f64)>) {
         *self
+            .0
             .worst
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = worst;

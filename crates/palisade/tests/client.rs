@@ -68,16 +68,26 @@ fn get_request(url: &str) -> Request<Empty<Bytes>> {
     Request::get(url).body(Empty::new()).unwrap()
 }
 
+/// The default retries with 1 ms of backoff, so the tests do not wait.
+fn quick_retries() -> RetryConfig {
+    let mut retry = RetryConfig::default();
+    retry.base_delay = Duration::from_millis(1);
+    retry.max_delay = Duration::from_millis(1);
+    retry
+}
+
+/// A breaker that opens after `failures` failed attempts in a row.
+fn open_after_failures_in_a_row(failures: u32) -> CircuitBreakerConfig {
+    let mut breaker = CircuitBreakerConfig::default();
+    breaker.consecutive_failures = failures;
+    breaker
+}
+
 #[tokio::test]
 async fn a_transient_503_is_retried_and_the_call_carries_id_and_priority() {
     let (server, calls) = upstream(1).await;
     let client = ClientLayer::builder("transient")
-        .retry({
-            let mut retry = RetryConfig::default();
-            retry.base_delay = Duration::from_millis(1);
-            retry.max_delay = Duration::from_millis(1);
-            retry
-        })
+        .retry(quick_retries())
         .build()
         .unwrap()
         .layer(hyper());
@@ -102,19 +112,10 @@ async fn a_transient_503_is_retried_and_the_call_carries_id_and_priority() {
 async fn an_open_breaker_refuses_at_once_and_stops_the_retries() {
     let (server, calls) = upstream(u32::MAX).await;
     let layer = ClientLayer::builder("down")
-        .retry({
-            let mut retry = RetryConfig::default();
-            retry.base_delay = Duration::from_millis(1);
-            retry.max_delay = Duration::from_millis(1);
-            retry
-        })
-        .circuit_breaker({
-            // A client's breaker decides on its failure rate by default; a run of failures is
-            // the quicker trigger to test.
-            let mut breaker = CircuitBreakerConfig::default();
-            breaker.consecutive_failures = 5;
-            breaker
-        })
+        .retry(quick_retries())
+        // A client's breaker decides on its failure rate by default; a run of failures is the
+        // quicker trigger to test.
+        .circuit_breaker(open_after_failures_in_a_row(5))
         .build()
         .unwrap();
     let client = layer.layer(hyper());
@@ -166,17 +167,8 @@ async fn timed_out_attempts_are_retried_and_counted_by_the_breaker() {
     let server = TestServer::start(hanging).await;
     let layer = ClientLayer::builder("hanging")
         .attempt_timeout(Duration::from_millis(50))
-        .retry({
-            let mut retry = RetryConfig::default();
-            retry.base_delay = Duration::from_millis(1);
-            retry.max_delay = Duration::from_millis(1);
-            retry
-        })
-        .circuit_breaker({
-            let mut breaker = CircuitBreakerConfig::default();
-            breaker.consecutive_failures = 3;
-            breaker
-        })
+        .retry(quick_retries())
+        .circuit_breaker(open_after_failures_in_a_row(3))
         .build()
         .unwrap();
     let err = layer

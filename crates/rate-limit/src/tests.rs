@@ -529,23 +529,9 @@ async fn the_documented_refusal_is_what_is_sent() {
     );
 }
 
-/// Every line a `tracing` subscriber wrote, for the security event test.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_refusal_is_one_security_event() {
-    let captured = Captured::default();
+    let captured = palisade_testkit::LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -558,7 +544,7 @@ async fn a_refusal_is_one_security_event() {
         send(&app, "/").await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = captured.text();
     assert_eq!(
         out.lines().count(),
         1,

@@ -1,44 +1,21 @@
 //! Each refusal is one security event, at the documented target and level, with the path
 //! escaped and truncated, the query left out and the request id in.
 
-use std::{
-    convert::Infallible,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use palisade_core::RequestId;
 use palisade_request_guard::RequestGuardLayer;
+use palisade_testkit::LogCapture;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
 
 async fn logged(layer: RequestGuardLayer, targets: &[String]) -> String {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
+    let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
+        .with_writer(move || writer.clone())
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .finish();
@@ -52,7 +29,7 @@ async fn logged(layer: RequestGuardLayer, targets: &[String]) -> String {
         request.extensions_mut().insert(id);
         svc.ready().await.unwrap().call(request).await.unwrap();
     }
-    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    captured.text()
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -10,12 +10,7 @@
 //! default `on_response`); ours writes one event with those fields and the route, outcome and
 //! bytes sent when the body ends (here: when the response is dropped).
 
-use std::{
-    convert::Infallible,
-    hint::black_box,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
@@ -24,7 +19,8 @@ use http::{Request, Response};
 use http_body_util::{Empty, Full};
 use palisade_core::RequestId;
 use palisade_telemetry::{AccessLogConfig, LogFormat, TelemetryLayer, TracingConfig};
-use tower::{Layer, ServiceExt};
+use palisade_testkit::bench::drive_with;
+use tower::Layer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::{Dispatch, Level};
 use tracing_subscriber::{Registry, layer::SubscriberExt};
@@ -78,9 +74,8 @@ fn ours() -> palisade_telemetry::Telemetry<Inner> {
         .layer(inner())
 }
 
-/// `iters` requests through `svc` with `dispatch` as the subscriber: `ready` + `call` + dropping
-/// the response.
-fn run<S, B>(mut svc: S, dispatch: &Dispatch, iters: u64) -> Duration
+/// `iters` requests through `svc` with `dispatch` as the subscriber.
+fn run<S, B>(svc: S, dispatch: &Dispatch, iters: u64) -> Duration
 where
     S: tower::Service<Request<Empty<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -89,20 +84,7 @@ where
         .build()
         .unwrap();
     let _default = tracing::dispatcher::set_default(dispatch);
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            let response = svc
-                .ready()
-                .await
-                .expect("ready")
-                .call(request())
-                .await
-                .expect("call");
-            drop(black_box(response));
-        }
-        start.elapsed()
-    })
+    rt.block_on(drive_with(svc, iters, request))
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,12 +6,7 @@
 //! One test (one process-wide subscriber): access log events are written when a response body
 //! ends, on the server's connection task, which only the global subscriber sees.
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -28,29 +23,19 @@ use palisade_request_id::RequestIdLayer;
 use palisade_telemetry::{
     AccessLogConfig, ClientAddress, LogFormat, TelemetryLayer, TracingConfig, TracingGuard,
 };
+use palisade_testkit::LogCapture;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tracing_subscriber::{Registry, layer::SubscriberExt};
 
 /// Every line the subscriber wrote.
 #[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+struct Lines(LogCapture);
 
 impl Lines {
     fn json(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
+        self.0
+            .text()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
             .collect()
@@ -94,7 +79,7 @@ fn install() -> (Lines, TracingGuard) {
         ..TracingConfig::default()
     };
     let guard = config.build().unwrap();
-    let writer = lines.clone();
+    let writer = lines.0.clone();
     let subscriber = Registry::default()
         .with(config.log_layer(move || writer.clone()).unwrap())
         .with(guard.layer());
@@ -252,7 +237,7 @@ async fn access_lines_and_json_logs() {
     assert_eq!(broken["bytes_sent"], 3, "what was sent before the failure");
 
     // Nothing of the redacted value anywhere, spans' fields included.
-    let all = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let all = lines.0.text();
     assert!(
         !all.contains("secret"),
         "a redacted value reached a log line"

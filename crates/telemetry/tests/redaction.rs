@@ -4,37 +4,21 @@
 //! through the `request_headers` allowlist, which refuses sensitive names when the layer is built:
 //! `sensitive_headers_are_never_recorded_and_the_list_grows` in `src/config.rs`.)
 
-use std::{
-    convert::Infallible,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::convert::Infallible;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use palisade_telemetry::{AccessLogConfig, DEFAULT_REDACTED_QUERY_KEYS, TelemetryLayer};
+use palisade_testkit::LogCapture;
 use proptest::prelude::*;
 use tower::{Layer, ServiceExt, service_fn};
 use tracing_subscriber::{Registry, fmt::format::FmtSpan, layer::SubscriberExt};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Everything logged for one request: its access line, and its server span's fields (written
 /// when the span closes).
 fn logged(uri: &str, headers: &[(&str, &str)]) -> String {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = Registry::default().with(
         tracing_subscriber::fmt::layer()
@@ -68,7 +52,7 @@ fn logged(uri: &str, headers: &[(&str, &str)]) -> String {
             response.into_body().collect().await.unwrap();
         });
     });
-    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    captured.text()
 }
 
 /// A key of the redaction list in a random case, some of its characters percent-encoded (as a

@@ -45,9 +45,13 @@ where
 /// # Panics
 ///
 /// When the service fails.
-pub async fn drive_with<S, B>(mut svc: S, iters: u64, request: impl Fn() -> Request<()>) -> Duration
+pub async fn drive_with<S, R, B>(
+    mut svc: S,
+    iters: u64,
+    request: impl Fn() -> Request<R>,
+) -> Duration
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<R>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let start = Instant::now();

@@ -19,6 +19,9 @@
 pub mod bench;
 pub mod metrics;
 
+mod logs;
+pub use logs::LogCapture;
+
 use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
