@@ -18,6 +18,11 @@ const SYSTEM_TOOLS: &[(&str, &str, &str)] = &[
         "prometheus",
         "the /metrics exposition and alert-rule checks",
     ),
+    (
+        "redis-server",
+        "redis-server",
+        "the shared rate-limit tests (a real Redis on a free loopback port)",
+    ),
 ];
 
 /// cargo-deny, pinned: installing it builds it from source (about 3.5 minutes on 2 cores).

@@ -371,6 +371,7 @@ impl Inner {
         );
         let ms = until_next.map(millis);
         match t.to {
+            _ if !self.settings.log_state_changes => {}
             State::Open => tracing::warn!(
                 breaker = name,
                 from,
@@ -964,6 +965,13 @@ impl CircuitBreakerBuilder {
     /// Leave open (and timed-out half-open) states by timer. Default false (on the next call).
     pub fn automatic_transition(mut self, enabled: bool) -> Self {
         self.config.automatic_transition = enabled;
+        self
+    }
+
+    /// Log each state change. Default true; turn it off when an
+    /// [`on_state_change`](Self::on_state_change) callback logs what the change means.
+    pub fn log_state_changes(mut self, enabled: bool) -> Self {
+        self.config.log_state_changes = enabled;
         self
     }
 

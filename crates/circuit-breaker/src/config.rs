@@ -103,6 +103,7 @@ impl Default for SlidingWindow {
 /// | `success_threshold` | 3 | probe successes that close the breaker |
 /// | `max_wait_in_half_open` | 30 s | reopen if not closed within this (0: no limit) |
 /// | `automatic_transition` | false | leave the open state by timer, not only on the next call |
+/// | `log_state_changes` | true | log each state change (off for an owner that logs its own, more specific line) |
 /// | `mode` | enforce | `ObserveOnly` starts the breaker in `METRICS_ONLY` |
 /// | `retry_after_jitter` | 0 s | random extra `Retry-After` on server rejections |
 /// | `max_breakers` | 1024 | per-route / per-key scopes: breakers kept at once |
@@ -158,6 +159,10 @@ pub struct CircuitBreakerConfig {
     /// is current even without calls. Needs a tokio runtime when the breaker opens; without one
     /// the next call makes the move.
     pub automatic_transition: bool,
+    /// Log each state change at `warn` (opened) or `info`. Metrics and
+    /// [`on_state_change`](crate::CircuitBreakerBuilder::on_state_change) callbacks see every
+    /// change either way.
+    pub log_state_changes: bool,
     /// `ObserveOnly` starts the breaker in the metrics-only state.
     pub mode: EnforcementMode,
     /// Random extra `Retry-After` added to server rejections.
@@ -189,6 +194,7 @@ impl Default for CircuitBreakerConfig {
             success_threshold: 3,
             max_wait_in_half_open: Duration::from_secs(30),
             automatic_transition: false,
+            log_state_changes: true,
             mode: EnforcementMode::Enforce,
             retry_after_jitter: Duration::ZERO,
             max_breakers: 1024,
@@ -214,6 +220,7 @@ pub(crate) struct Settings {
     pub(crate) success_threshold: u32,
     pub(crate) max_wait_in_half_open: Option<Duration>,
     pub(crate) automatic_transition: bool,
+    pub(crate) log_state_changes: bool,
     pub(crate) initial: State,
     pub(crate) retry_after_jitter: Duration,
     pub(crate) max_breakers: usize,
@@ -344,6 +351,7 @@ impl CircuitBreakerConfig {
             max_wait_in_half_open: (!self.max_wait_in_half_open.is_zero())
                 .then_some(self.max_wait_in_half_open),
             automatic_transition: self.automatic_transition,
+            log_state_changes: self.log_state_changes,
             initial: if self.mode.enforces() {
                 State::Closed
             } else {

@@ -114,12 +114,27 @@ impl fmt::Debug for Decision {
 pub struct Check<'a> {
     policy: &'a Policy,
     key: &'a Key,
+    /// The policy's position in the layer (for built-in backends' per-policy tables).
+    index: usize,
 }
 
 impl<'a> Check<'a> {
     /// The pair `policy`, `key`.
     pub fn new(policy: &'a Policy, key: &'a Key) -> Self {
-        Self { policy, key }
+        Self {
+            policy,
+            key,
+            index: 0,
+        }
+    }
+
+    pub(crate) fn indexed(index: usize, policy: &'a Policy, key: &'a Key) -> Self {
+        Self { policy, key, index }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// The policy.
@@ -140,15 +155,47 @@ impl<'a> Check<'a> {
 pub enum Pending {
     /// Decided synchronously.
     Ready(Decision),
-    /// Decided by a future (one network round trip, say).
+    /// Decided by a future (one network round trip, say). A [`BackendUnavailable`] error
+    /// refuses the request with 503; any other error serves it unchecked.
     Later(Pin<Box<dyn Future<Output = Result<Decision, BoxError>> + Send>>),
+    /// The backend cannot decide and the request must not pass unchecked: 503 with this
+    /// `Retry-After` (a backend that fails closed).
+    Unavailable(Duration),
 }
+
+/// The error of a backend that fails closed: the layer answers `503 Service Unavailable` with
+/// `Retry-After` instead of serving the request unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendUnavailable {
+    retry_after: Duration,
+}
+
+impl BackendUnavailable {
+    /// Unavailable, probably for `retry_after`.
+    pub fn new(retry_after: Duration) -> Self {
+        Self { retry_after }
+    }
+
+    /// The expected wait.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for BackendUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the rate-limit backend is unavailable and fails closed")
+    }
+}
+
+impl std::error::Error for BackendUnavailable {}
 
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ready(decision) => f.debug_tuple("Ready").field(decision).finish(),
             Self::Later(_) => f.write_str("Later(..)"),
+            Self::Unavailable(wait) => f.debug_tuple("Unavailable").field(wait).finish(),
         }
     }
 }

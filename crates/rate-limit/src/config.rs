@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, time::Duration};
 use http::HeaderName;
 use palisade_core::{Cidr, ConfigError, EnforcementMode, TrustedPeers, check_name};
 
-use crate::{backend::MAX_POLICIES_PER_RULE, client_ip::ForwardedHeader, key::KeySource};
+use crate::{
+    backend::MAX_POLICIES_PER_RULE, client_ip::ForwardedHeader, key::KeySource, remote::RedisConfig,
+};
 
 /// The longest period a policy may have (a leap year), so TAT arithmetic in nanoseconds never
 /// comes near overflow.
@@ -184,7 +186,8 @@ impl RuleConfig {
 /// | `headers` | true | send `RateLimit-Policy` and `RateLimit` on every response |
 /// | `legacy_headers` | false | also send `X-RateLimit-Limit/Remaining/Reset` |
 /// | `mode` | `enforce` | `observe_only` counts and logs would-be refusals and serves them |
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// | `redis` | none | share the limits of every replica through Redis ([`RedisConfig`]; the `redis` feature) |
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Deserialize),
@@ -212,6 +215,8 @@ pub struct RateLimitConfig {
     pub legacy_headers: bool,
     /// Enforce, or only observe.
     pub mode: EnforcementMode,
+    /// The shared Redis backend; `None` keeps the state in this process.
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for RateLimitConfig {
@@ -227,6 +232,7 @@ impl Default for RateLimitConfig {
             headers: true,
             legacy_headers: false,
             mode: EnforcementMode::Enforce,
+            redis: None,
         }
     }
 }
@@ -241,6 +247,22 @@ pub(crate) struct Plan {
 }
 
 impl RateLimitConfig {
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        redis.validate().map_err(|e| e.within("redis"))?;
+        if cfg!(feature = "redis") {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "redis",
+                "this build has no Redis backend: enable the `redis` feature of \
+                 palisade-rate-limit (or of palisade)",
+            ))
+        }
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -248,7 +270,8 @@ impl RateLimitConfig {
     /// A [`ConfigError`] naming the key: no policies, a bad policy name, a zero rate or burst, a
     /// period that is not whole seconds, a bad header name, an unknown or repeated policy in a
     /// rule, more than 8 policies in a rule, a repeated or relative route, no policy applying
-    /// anywhere, a bad CIDR, an IPv6 prefix outside 1 to 128, or a zero key cap.
+    /// anywhere, a bad CIDR, an IPv6 prefix outside 1 to 128, a zero key cap, or a bad `redis`
+    /// section (or one in a build without the `redis` feature).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.plan().map(|_| ())
     }
@@ -352,6 +375,7 @@ impl RateLimitConfig {
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
         }
+        self.validate_redis()?;
         Ok(Plan {
             policies,
             default_rule,

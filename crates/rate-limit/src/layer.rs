@@ -15,6 +15,7 @@ use crate::{
     limiter::{self, Backend, Limiter, Rule},
     metrics::{self, PolicyMetrics, StoreMetrics},
     policy::Policy,
+    remote::{BackendState, RedisConfig},
     service::RateLimit,
     store::{LocalStore, PolicyStore},
 };
@@ -47,7 +48,8 @@ impl RateLimitLayer {
         }
     }
 
-    /// The layer described by `config`, with the in-memory store.
+    /// The layer described by `config`: state in this process, or in Redis when
+    /// `config.redis` is set.
     ///
     /// # Errors
     ///
@@ -66,14 +68,24 @@ impl RateLimitLayer {
     /// The keys the in-memory store holds for `policy` (0 with another backend or an unknown
     /// name).
     pub fn keys(&self, policy: &str) -> usize {
+        let Backend::Local(store) = &self.limiter.backend else {
+            return 0;
+        };
+        self.limiter
+            .policies
+            .iter()
+            .position(|p| p.name() == policy)
+            .map_or(0, |i| store.policy(i).len())
+    }
+
+    /// Where the limits are decided right now: [`BackendState::Local`] for the in-memory
+    /// store, and for Redis whether it is reachable. Readiness checks report it.
+    pub fn backend_state(&self) -> BackendState {
         match &self.limiter.backend {
-            Backend::Local(store) => self
-                .limiter
-                .policies
-                .iter()
-                .position(|p| p.name() == policy)
-                .map_or(0, |i| store.policy(i).len()),
-            Backend::Remote(_) => 0,
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.state(),
+            Backend::Remote(_) => BackendState::Shared,
+            Backend::Local(_) => BackendState::Local,
         }
     }
 
@@ -126,9 +138,25 @@ impl RateLimitLayer {
             .enumerate()
             .map(|(i, (route, _))| (route.as_str().into(), i))
             .collect();
-        let backend = match backend {
-            Some(backend) => Backend::Remote(backend),
-            None => Backend::Local(LocalStore::new(
+        let backend = match (backend, &config.redis) {
+            (Some(backend), _) => Backend::Remote(backend),
+            #[cfg(feature = "redis")]
+            (None, Some(redis)) => {
+                let redis = Arc::new(crate::remote::RedisBackend::new(
+                    redis,
+                    &policies,
+                    config.max_keys,
+                )?);
+                Backend::Redis(redis)
+            }
+            #[cfg(not(feature = "redis"))]
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "redis",
+                    "this build has no Redis backend: enable the `redis` feature",
+                ));
+            }
+            (None, None) => Backend::Local(LocalStore::new(
                 policies
                     .iter()
                     .map(|p| PolicyStore::new(p.gcra, config.max_keys, StoreMetrics::new(p.name())))
@@ -141,6 +169,7 @@ impl RateLimitLayer {
                 extractors: extractors.into(),
                 metrics: policy_metrics.into(),
                 rejections: rejections.into(),
+                unavailable: limiter::unavailable_rejection()?,
                 default_rule,
                 rules,
                 routes,
@@ -270,6 +299,13 @@ impl RateLimitBuilder {
     palisade_core::enforcement_setters!(
         "count and log would-be refusals, serve every request (and send no fields)."
     );
+
+    /// Shares the limits of every replica through Redis ([`RedisConfig`]; the `redis` feature).
+    /// Default: none, the state stays in this process.
+    pub fn redis(mut self, redis: RedisConfig) -> Self {
+        self.config.redis = Some(redis);
+        self
+    }
 
     /// Keeps the state in `backend` instead of this process's memory.
     pub fn backend(mut self, backend: impl RateLimitBackend) -> Self {

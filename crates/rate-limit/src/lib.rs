@@ -121,11 +121,13 @@ mod layer;
 mod limiter;
 pub mod metrics;
 mod policy;
+mod remote;
 mod service;
 mod store;
 
 pub use backend::{
-    BoxError, Check, Decision, MAX_POLICIES_PER_RULE, Pending, PolicyState, RateLimitBackend,
+    BackendUnavailable, BoxError, Check, Decision, MAX_POLICIES_PER_RULE, Pending, PolicyState,
+    RateLimitBackend,
 };
 pub use client_ip::{ClientIp, ClientIpResolver, ForwardedHeader};
 pub use config::{PolicyConfig, RateLimitConfig, RuleConfig};
@@ -133,6 +135,7 @@ pub use future::ResponseFuture;
 pub use key::{Key, KeyExtractor, KeySource, RateLimitKey, RequestInfo};
 pub use layer::{RateLimitBuilder, RateLimitLayer};
 pub use policy::Policy;
+pub use remote::{BackendState, FailMode, RedisConfig};
 pub use service::RateLimit;
 
 #[cfg(test)]

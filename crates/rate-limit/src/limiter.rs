@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use crate::{
     backend::{
-        BoxError, Check, Decision, MAX_POLICIES_PER_RULE, Pending, PolicyState, RateLimitBackend,
+        BackendUnavailable, BoxError, Check, Decision, MAX_POLICIES_PER_RULE, Pending, PolicyState,
+        RateLimitBackend,
     },
     client_ip::{ClientIp, ClientIpResolver},
     headers::{self, Fields},
@@ -30,6 +31,19 @@ pub(crate) struct Rule {
 pub(crate) enum Backend {
     Local(LocalStore),
     Remote(Arc<dyn RateLimitBackend>),
+    #[cfg(feature = "redis")]
+    Redis(Arc<crate::remote::RedisBackend>),
+}
+
+impl Backend {
+    fn remote(&self) -> Option<&dyn RateLimitBackend> {
+        match self {
+            Self::Local(_) => None,
+            Self::Remote(backend) => Some(&**backend),
+            #[cfg(feature = "redis")]
+            Self::Redis(backend) => Some(&**backend),
+        }
+    }
 }
 
 /// Everything a layer's services share.
@@ -38,6 +52,8 @@ pub(crate) struct Limiter {
     pub(crate) extractors: Box<[Extractor]>,
     pub(crate) metrics: Box<[PolicyMetrics]>,
     pub(crate) rejections: Box<[Rejection]>,
+    /// The answer while a backend that fails closed cannot decide.
+    pub(crate) unavailable: Rejection,
     pub(crate) default_rule: Rule,
     pub(crate) rules: Box<[Rule]>,
     pub(crate) routes: HashMap<Box<str>, usize>,
@@ -116,6 +132,8 @@ impl Limiter {
     }
 
     /// Decides `request`, and records the client address in its extensions as [`ClientIp`].
+    // Without the `redis` feature the remote arm matches one variant, with it two.
+    #[allow(clippy::match_wildcard_for_single_variants)]
     pub(crate) fn admit<ReqBody, B>(&self, request: &mut Request<ReqBody>) -> Admission<B> {
         let rule_index = self.rule_index(request);
         let rule = self.rule(rule_index);
@@ -177,7 +195,10 @@ impl Limiter {
                     }
                 }
             }
-            Backend::Remote(backend) => {
+            remote => {
+                let Some(backend) = remote.remote() else {
+                    return Admission::Admit(None);
+                };
                 let mut keys: Vec<(usize, Key)> = Vec::with_capacity(rule.policies.len());
                 for &policy in &rule.policies {
                     if let Some(key) = self.extractors[policy].extract(&info, self.ipv6_prefix) {
@@ -190,12 +211,13 @@ impl Limiter {
                 } else {
                     let checks: Vec<Check<'_>> = keys
                         .iter()
-                        .map(|(p, key)| Check::new(&self.policies[*p], key))
+                        .map(|(p, key)| Check::indexed(*p, &self.policies[*p], key))
                         .collect();
                     match backend.check(&checks) {
                         Pending::Ready(decision) => {
                             self.finish(rule_index, applied, decision.states())
                         }
+                        Pending::Unavailable(wait) => self.unavailable(applied, wait),
                         Pending::Later(future) => {
                             applied.whole_rule = (usize::from(applied.len) == rule.policies.len())
                                 .then_some(rule_index);
@@ -316,12 +338,31 @@ impl Limiter {
         Fields::new(policies, states, policy_field, self.legacy_headers)
     }
 
-    /// A backend failed: serve the request (fail open) and say so.
-    pub(crate) fn fail_open(&self, applied: Applied, error: &BoxError) {
-        tracing::warn!(%error, "rate-limit backend failed; serving the request unchecked");
+    /// A backend failed: refuse with 503 if it fails closed, else serve the request unchecked
+    /// and say so.
+    pub(crate) fn backend_failed<B>(&self, applied: Applied, error: &BoxError) -> Admission<B> {
+        if let Some(unavailable) = error.downcast_ref::<BackendUnavailable>() {
+            return self.unavailable(applied, unavailable.retry_after());
+        }
+        if let Some(suppressed) = self.events.admit() {
+            tracing::warn!(%error, suppressed, "rate-limit backend failed; serving the request unchecked");
+        }
         for policy in applied.indices() {
             self.metrics[policy].backend_error.increment(1);
         }
+        Admission::Admit(None)
+    }
+
+    /// The backend cannot decide and fails closed: 503 with `Retry-After` (observe-only
+    /// serves the request).
+    fn unavailable<B>(&self, applied: Applied, wait: Duration) -> Admission<B> {
+        for policy in applied.indices() {
+            self.metrics[policy].unavailable.increment(1);
+        }
+        if !self.mode.enforces() {
+            return Admission::Admit(None);
+        }
+        Admission::Reject(Box::new(self.unavailable.response_retry_in(wait)))
     }
 }
 
@@ -346,6 +387,16 @@ fn longest_wait(states: &[PolicyState]) -> Option<(usize, Duration)> {
         .filter(|(_, s)| s.limited)
         .max_by_key(|(_, s)| s.retry_after)
         .map(|(i, s)| (i, s.retry_after))
+}
+
+/// The rejection while a backend that fails closed cannot decide: 503, the client did nothing
+/// wrong.
+pub(crate) fn unavailable_rejection() -> Result<Rejection, palisade_core::ConfigError> {
+    Rejection::builder(StatusCode::SERVICE_UNAVAILABLE, "rate_limit_unavailable")
+        .title("Service Unavailable")
+        .detail("Rate limits cannot be checked right now. Retry after the delay in Retry-After.")
+        .retry_after(RetryAfter::new(Duration::from_secs(1)))
+        .build()
 }
 
 /// The rejection of one policy: 429 with a problem body that names it.

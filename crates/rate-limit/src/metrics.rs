@@ -7,8 +7,21 @@ use palisade_core::EnforcementMode;
 
 /// Requests checked, by `policy`, `outcome` and `mode`: `admitted`, `limited` (refused by this
 /// policy; with `mode="observe_only"`, would have been refused and was served), `backend_error`
-/// (the backend failed; served).
+/// (the backend failed; served), `unavailable` (the backend fails closed and could not decide;
+/// refused with 503).
 pub const REQUESTS: &str = "palisade_rate_limit_requests_total";
+/// Where the limits are decided, by `backend`: 0 shared, 1 failing open (each replica at its
+/// local share), 2 failing closed (503).
+pub const BACKEND_STATE: &str = "palisade_rate_limit_backend_state";
+/// Calls to Redis, by `outcome`: `ok`, `error`, `timeout` (the deadline passed).
+pub const REDIS_CALLS: &str = "palisade_rate_limit_redis_calls_total";
+/// The time of each Redis call (a timed-out call records the deadline).
+pub const REDIS_CALL_DURATION: &str = "palisade_rate_limit_redis_call_duration_seconds";
+/// Requests decided locally without Redis while it was unreachable (or late).
+pub const REDIS_FALLBACKS: &str = "palisade_rate_limit_redis_fallbacks_total";
+/// Requests decided from a lease without a Redis call, by `outcome`: `admitted` (a reserved
+/// request spent), `refused` (a refusal remembered).
+pub const REDIS_LEASE_HITS: &str = "palisade_rate_limit_redis_lease_hits_total";
 /// Keys held by the in-memory store, by `policy`.
 pub const KEYS: &str = "palisade_rate_limit_keys";
 /// Keys dropped by the in-memory store, by `policy` and `reason`: `idle` (its bucket was full
@@ -33,6 +46,36 @@ pub(crate) fn describe() {
     );
 }
 
+#[cfg(feature = "redis")]
+pub(crate) fn describe_redis() {
+    use metrics::describe_histogram;
+    describe_gauge!(
+        BACKEND_STATE,
+        Unit::Count,
+        "Where rate limits are decided: 0 shared, 1 failing open to a local share, 2 failing closed."
+    );
+    describe_counter!(
+        REDIS_CALLS,
+        Unit::Count,
+        "Calls to the rate-limit Redis, by outcome."
+    );
+    describe_histogram!(
+        REDIS_CALL_DURATION,
+        Unit::Seconds,
+        "The time of each call to the rate-limit Redis."
+    );
+    describe_counter!(
+        REDIS_FALLBACKS,
+        Unit::Count,
+        "Requests rate-limited locally because Redis was unreachable or late."
+    );
+    describe_counter!(
+        REDIS_LEASE_HITS,
+        Unit::Count,
+        "Requests decided from a lease without a Redis call, by outcome."
+    );
+}
+
 /// The request counters of one policy.
 #[derive(Debug, Clone)]
 pub(crate) struct PolicyMetrics {
@@ -40,6 +83,7 @@ pub(crate) struct PolicyMetrics {
     pub(crate) limited: Counter,
     pub(crate) limited_observed: Counter,
     pub(crate) backend_error: Counter,
+    pub(crate) unavailable: Counter,
 }
 
 impl PolicyMetrics {
@@ -52,6 +96,7 @@ impl PolicyMetrics {
             // Counted only in observe-only mode, which never refuses.
             limited_observed: outcome("limited", EnforcementMode::ObserveOnly.label()),
             backend_error: outcome("backend_error", mode),
+            unavailable: outcome("unavailable", mode),
         }
     }
 }

@@ -80,10 +80,7 @@ where
                 ResponseFuture::checking(Box::pin(async move {
                     let admission = match decision.await {
                         Ok(decision) => limiter.conclude(applied, decision.states()),
-                        Err(error) => {
-                            limiter.fail_open(applied, &error);
-                            Admission::Admit(None)
-                        }
+                        Err(error) => limiter.backend_failed(applied, &error),
                     };
                     match admission {
                         Admission::Admit(fields) => Step::Call(inner.call(request), fields),

@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod metrics;
+pub mod redis;
 
 mod logs;
 pub use logs::LogCapture;
