@@ -23,7 +23,7 @@ use palisade_overload_monitor::{
     CloseConnectionsLayer, MonitorHandle, OverloadMonitor, OverloadMonitorBuilder, Pressure,
     PressureHandle,
 };
-use palisade_rate_limit::RateLimitLayer;
+use palisade_rate_limit::{BackendState, RateLimitLayer};
 use palisade_request_guard::RequestGuardLayer;
 use palisade_request_id::RequestIdLayer;
 use palisade_security_headers::SecurityHeadersLayer;
@@ -129,13 +129,28 @@ impl StackBuilder {
         let security_headers = layer(on.security_headers, "security_headers", || {
             SecurityHeadersLayer::from_config(config.security_headers.clone())
         })?;
+        // Off until `[rate_limit]` defines a policy: limits are a contract with clients, with no
+        // default a service could be assumed to want.
+        let rate_limit = layer(
+            on.rate_limit && config.rate_limit.is_configured(),
+            "rate_limit",
+            || RateLimitLayer::from_config(config.rate_limit.clone()),
+        )?;
         let monitors = monitors(&config, &overload)?;
         // Built even when its layer is off: the drain sequence fails readiness through it.
         let resources = monitors.as_ref().map(|m| resources_check(m.pressure()));
-        let health = readiness_checks.into_iter().chain(resources).fold(
-            HealthBuilder::from(config.health.clone()),
-            HealthBuilder::readiness_check,
-        );
+        let shared_limits = rate_limit
+            .as_ref()
+            .filter(|_| config.rate_limit.redis.is_some())
+            .map(|layer| rate_limit_backend_check(layer.clone()));
+        let health = readiness_checks
+            .into_iter()
+            .chain(resources)
+            .chain(shared_limits)
+            .fold(
+                HealthBuilder::from(config.health.clone()),
+                HealthBuilder::readiness_check,
+            );
         let health = liveness_checks
             .into_iter()
             .fold(health, HealthBuilder::liveness_check)
@@ -150,13 +165,6 @@ impl StackBuilder {
         let request_guard = layer(on.request_guard, "request_guard", || {
             RequestGuardLayer::from_config(config.request_guard.clone())
         })?;
-        // Off until `[rate_limit]` defines a policy: limits are a contract with clients, with no
-        // default a service could be assumed to want.
-        let rate_limit = layer(
-            on.rate_limit && config.rate_limit.is_configured(),
-            "rate_limit",
-            || RateLimitLayer::from_config(config.rate_limit.clone()),
-        )?;
         let concurrency = layer(on.concurrency, "concurrency", || {
             ConcurrencyLimitBuilder::from(config.concurrency.clone())
                 .overload_state(overload.clone())
@@ -292,6 +300,28 @@ fn resources_check(pressure: PressureHandle) -> Check {
         }
     })
     // Two atomic reads: run at each probe (results kept for one sampling interval).
+    .on_demand(Duration::from_millis(250))
+}
+
+/// The readiness check `rate_limit_backend`, with a shared backend: `warn` while Redis is
+/// unreachable. Never `fail`: a replica that limits on its own (or answers 503 when failing
+/// closed) is still one to send traffic to, and taking every replica out of rotation because
+/// Redis is down would turn its outage into the service's.
+fn rate_limit_backend_check(layer: RateLimitLayer) -> Check {
+    Check::from_fn("rate_limit_backend", move || {
+        let state = layer.backend_state();
+        async move {
+            match state {
+                BackendState::FailingOpen => {
+                    CheckResult::warn("Redis unreachable: limiting at this replica's local share")
+                }
+                BackendState::FailingClosed => {
+                    CheckResult::warn("Redis unreachable: refusing limited requests with 503")
+                }
+                _ => CheckResult::pass(),
+            }
+        }
+    })
     .on_demand(Duration::from_millis(250))
 }
 

@@ -394,3 +394,43 @@ fn application_defaults_sit_under_the_file_and_the_environment() {
         Ok(())
     });
 }
+
+#[test]
+fn the_commented_redis_section_is_the_defaults() {
+    let text = include_str!("../../../palisade.example.toml");
+    let redis: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("# [rate_limit.redis]"))
+        .take_while(|line| line.starts_with("# "))
+        .map(|line| line.trim_start_matches("# "))
+        .collect();
+    assert!(redis.len() > 5, "the example documents [rate_limit.redis]");
+    let toml = format!(
+        "[rate_limit]\ndefault_policies = [\"p\"]\n[rate_limit.policies.p]\n{}",
+        redis.join("\n")
+    );
+    let config = PalisadeConfig::from_toml(&toml).unwrap();
+    assert_eq!(
+        config.rate_limit.redis,
+        Some(palisade::rate_limit::RedisConfig::new("redis://redis:6379"))
+    );
+}
+
+#[test]
+fn the_redis_url_alone_from_the_environment_shares_the_limits() {
+    jail(|jail| {
+        jail.create_file(
+            "palisade.toml",
+            "[rate_limit]\ndefault_policies = [\"per_ip\"]\n[rate_limit.policies.per_ip]\nrate = 20\n",
+        )
+        .map_err(|e| e.to_string())?;
+        jail.set_env("PALISADE_RATE_LIMIT__REDIS__URL", "redis://10.0.0.5:6379/2");
+        jail.set_env("PALISADE_RATE_LIMIT__REDIS__FAIL_MODE", "closed");
+        let config = PalisadeConfig::load().map_err(|e| e.to_string())?;
+        let redis = config.rate_limit.redis.expect("a redis section");
+        assert_eq!(redis.url, "redis://10.0.0.5:6379/2");
+        assert_eq!(redis.fail_mode, palisade::rate_limit::FailMode::Closed);
+        assert_eq!(redis.deadline, Duration::from_millis(5));
+        Ok(())
+    });
+}
