@@ -116,7 +116,12 @@ impl ClassStats {
         }
     }
 
-    fn merge(&mut self, other: &ClassStats) {
+    /// Adds `other`'s counts and latencies (one class measured against several servers).
+    ///
+    /// # Panics
+    ///
+    /// Never: every histogram of the generator has the same bounds.
+    pub fn merge(&mut self, other: &ClassStats) {
         self.success.add(&other.success).expect("same bounds");
         self.rejected.add(&other.rejected).expect("same bounds");
         for (status, count) in &other.statuses {

@@ -10,6 +10,7 @@ mod overload;
 mod pressure;
 mod priority;
 mod ratelimit;
+mod ratelimit_redis;
 mod retry;
 mod ws;
 
@@ -23,6 +24,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &bulkhead::NoisyNeighbour,
         &ws::WsBroadcast,
         &ratelimit::RateLimitFlood,
+        &ratelimit_redis::RateLimitRedis,
         &retry::RetryStorm,
         &pressure::Pressure,
     ]

@@ -139,10 +139,7 @@ impl StackBuilder {
         let monitors = monitors(&config, &overload)?;
         // Built even when its layer is off: the drain sequence fails readiness through it.
         let resources = monitors.as_ref().map(|m| resources_check(m.pressure()));
-        let shared_limits = rate_limit
-            .as_ref()
-            .filter(|_| config.rate_limit.redis.is_some())
-            .map(|layer| rate_limit_backend_check(layer.clone()));
+        let shared_limits = rate_limit_backend_check(&config, rate_limit.as_ref());
         let health = readiness_checks
             .into_iter()
             .chain(resources)
@@ -307,8 +304,12 @@ fn resources_check(pressure: PressureHandle) -> Check {
 /// unreachable. Never `fail`: a replica that limits on its own (or answers 503 when failing
 /// closed) is still one to send traffic to, and taking every replica out of rotation because
 /// Redis is down would turn its outage into the service's.
-fn rate_limit_backend_check(layer: RateLimitLayer) -> Check {
-    Check::from_fn("rate_limit_backend", move || {
+fn rate_limit_backend_check(
+    config: &PalisadeConfig,
+    layer: Option<&RateLimitLayer>,
+) -> Option<Check> {
+    let layer = layer.filter(|_| config.rate_limit.redis.is_some())?.clone();
+    let check = Check::from_fn("rate_limit_backend", move || {
         let state = layer.backend_state();
         async move {
             match state {
@@ -321,8 +322,8 @@ fn rate_limit_backend_check(layer: RateLimitLayer) -> Check {
                 _ => CheckResult::pass(),
             }
         }
-    })
-    .on_demand(Duration::from_millis(250))
+    });
+    Some(check.on_demand(Duration::from_millis(250)))
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.

@@ -208,7 +208,12 @@ impl crate::backend::RateLimitBackend for RedisBackend {
                     shared.metrics.lease_hit(decision.admitted());
                     return Pending::Ready(decision);
                 }
-                Lease::Ask(n) => n,
+                // A lease never exceeds a burst: it could never be granted whole.
+                Lease::Ask(n) => checks
+                    .iter()
+                    .map(|c| c.policy().burst())
+                    .fold(n, u32::min)
+                    .max(1),
             },
             None => 1,
         };
@@ -336,30 +341,43 @@ impl Shared {
         let Some(leases) = &self.leases else {
             return;
         };
-        // A refused key is asked again once a whole lease could fit (or after the lease TTL,
-        // whichever is sooner): asking every interval would cost a round trip per request
-        // for exactly the keys that are over their limit.
-        let refused_for = decision
+        let now = Instant::now();
+        if granted >= request.wanted {
+            leases.record_grant(request.lease_key, now, granted, decision);
+            return;
+        }
+        // Refused, or admitted alone because a whole lease did not fit: the key is at its
+        // limit. It is asked again once a whole lease could fit (at most the lease TTL later);
+        // asking every interval would cost a round trip per request for exactly the keys that
+        // are over their limit, and take their requests one at a time.
+        let batch = |policy: usize| {
+            self.policies[policy]
+                .interval
+                .saturating_mul(request.wanted.saturating_sub(1))
+                .min(leases.ttl())
+        };
+        let refusal = Decision::from_states(decision.states().iter().zip(&request.pairs).map(
+            |(state, (policy, _))| {
+                if state.limited {
+                    PolicyState::limited(
+                        state.retry_after.saturating_add(batch(*policy)),
+                        state.reset,
+                    )
+                } else if granted > 0 && state.remaining < u64::from(request.wanted) {
+                    PolicyState::limited(batch(*policy), state.reset)
+                } else {
+                    *state
+                }
+            },
+        ));
+        let wait = refusal
             .states()
             .iter()
-            .zip(&request.pairs)
-            .filter(|(s, _)| s.limited)
-            .map(|(s, (policy, _))| {
-                let batch = self.policies[*policy]
-                    .interval
-                    .saturating_mul(self.config.lease_size.saturating_sub(1))
-                    .min(leases.ttl());
-                s.retry_after.saturating_add(batch)
-            })
+            .filter(|s| s.limited)
+            .map(|s| s.retry_after)
             .max()
             .unwrap_or_default();
-        leases.record(
-            request.lease_key,
-            Instant::now(),
-            granted,
-            decision,
-            refused_for,
-        );
+        leases.record_refusal(request.lease_key, now, &refusal, wait);
     }
 
     fn after_failure(&self, request: &Request) -> Result<Decision, BoxError> {

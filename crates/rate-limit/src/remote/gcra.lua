@@ -9,8 +9,8 @@
 -- (about 1.8e15: exact in a Lua double, whose integers are exact to 2^53), and expires when its
 -- bucket is full again, so Redis holds only keys that are still spending.
 --
--- As many requests are charged as every policy has room for, up to ARGV[1]; when one policy
--- has no room, nothing is charged to any. Reply: the count charged, then per policy
+-- ARGV[1] requests are charged when every policy has room for them all; else one, when every
+-- policy has room for one; else none, and nothing is charged to any policy. Reply: the count charged, then per policy
 -- limited (0 or 1), remaining, reset (us), retry after (us).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -27,6 +27,9 @@ for i = 1, #KEYS do
   if room < granted then granted = room end
 end
 if granted < 0 then granted = 0 end
+-- A lease is granted whole or not at all: short of one, the asking request alone. A key at its
+-- limit is then leased in whole batches, not one request per round trip.
+if granted < wanted and granted > 1 then granted = 1 end
 local reply = { granted }
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[2 * i])

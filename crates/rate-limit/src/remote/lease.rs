@@ -89,29 +89,33 @@ impl Leases {
         Lease::Ask(if hot { self.size } else { 1 })
     }
 
-    /// Records Redis's answer: `granted` requests were charged (one of them is the request
-    /// that asked); a refusal is remembered for `refused_for`.
-    pub(crate) fn record(
-        &self,
-        key: u64,
-        now: Instant,
-        granted: u32,
-        answer: &Decision,
-        refused_for: Duration,
-    ) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = entries.get_mut(&key) else {
-            return;
-        };
-        entry.answer = *answer;
-        entry.answered = now;
-        if granted > 0 {
+    /// Records a lease: `granted` requests were charged, one of them the request that asked.
+    pub(crate) fn record_grant(&self, key: u64, now: Instant, granted: u32, answer: &Decision) {
+        self.update(key, |entry| {
+            entry.answer = *answer;
+            entry.answered = now;
             // Concurrent asks may each bring a lease; the surplus stays charged and unspent
             // (an under-admission), so a replica never holds more than one lease's worth.
-            entry.tokens = (entry.tokens + granted - 1).min(self.size.saturating_sub(1));
+            entry.tokens =
+                (entry.tokens + granted.saturating_sub(1)).min(self.size.saturating_sub(1));
             entry.expires = now + self.ttl;
-        } else {
-            entry.refused_until = now + refused_for;
+        });
+    }
+
+    /// Records that the key is refused for `wait`; `answer` holds the states to answer with
+    /// (its limited ones get the remaining wait).
+    pub(crate) fn record_refusal(&self, key: u64, now: Instant, answer: &Decision, wait: Duration) {
+        self.update(key, |entry| {
+            entry.answer = *answer;
+            entry.answered = now;
+            entry.refused_until = now + wait;
+        });
+    }
+
+    fn update(&self, key: u64, f: impl FnOnce(&mut Entry)) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = entries.get_mut(&key) {
+            f(entry);
         }
     }
 
@@ -186,11 +190,11 @@ mod tests {
         let t0 = Instant::now();
         // Cold: one request at a time.
         assert_eq!(leases.take(1, t0), Lease::Ask(1));
-        leases.record(1, t0, 1, &granted(50), Duration::ZERO);
+        leases.record_grant(1, t0, 1, &granted(50));
         // Asked again soon: hot, ask for a lease of 8.
         let t1 = t0 + Duration::from_millis(10);
         assert_eq!(leases.take(1, t1), Lease::Ask(8));
-        leases.record(1, t1, 8, &granted(42), Duration::ZERO);
+        leases.record_grant(1, t1, 8, &granted(42));
         // Seven requests are decided here, then Redis is asked again.
         for left in (0..7).rev() {
             match leases.take(1, t1 + Duration::from_millis(1)) {
@@ -209,7 +213,7 @@ mod tests {
         let leases = Leases::new(8, TTL);
         let t0 = Instant::now();
         assert_eq!(leases.take(1, t0), Lease::Ask(1));
-        leases.record(1, t0, 8, &granted(0), Duration::ZERO);
+        leases.record_grant(1, t0, 8, &granted(0));
         let late = t0 + TTL + Duration::from_millis(1);
         // Lapsed, and not hot any more: one request.
         assert_eq!(leases.take(1, late), Lease::Ask(1));
@@ -224,7 +228,7 @@ mod tests {
             Duration::from_millis(30),
             Duration::from_secs(1),
         )]);
-        leases.record(1, t0, 0, &refusal, Duration::from_millis(30));
+        leases.record_refusal(1, t0, &refusal, Duration::from_millis(30));
         match leases.take(1, t0 + Duration::from_millis(10)) {
             Lease::Local(d) => {
                 assert!(!d.admitted());
@@ -243,8 +247,8 @@ mod tests {
         let leases = Leases::new(8, TTL);
         let t0 = Instant::now();
         leases.take(1, t0);
-        leases.record(1, t0, 8, &granted(0), Duration::ZERO);
-        leases.record(1, t0, 8, &granted(0), Duration::ZERO);
+        leases.record_grant(1, t0, 8, &granted(0));
+        leases.record_grant(1, t0, 8, &granted(0));
         let local = (0..20)
             .filter(|_| matches!(leases.take(1, t0), Lease::Local(_)))
             .count();
