@@ -308,7 +308,9 @@ fn rate_limit_backend_check(
     config: &PalisadeConfig,
     layer: Option<&RateLimitLayer>,
 ) -> Option<Check> {
-    let layer = layer.filter(|_| config.rate_limit.redis.is_some())?.clone();
+    let layer = layer
+        .filter(|_| config.rate_limit.shared_store().is_some())?
+        .clone();
     let check = Check::from_fn("rate_limit_backend", move || {
         let state = layer.backend_state();
         async move {

@@ -434,3 +434,29 @@ fn the_redis_url_alone_from_the_environment_shares_the_limits() {
         Ok(())
     });
 }
+
+#[test]
+fn redis_settings_without_a_url_leave_the_limits_local() {
+    // The Kubernetes manifest sets the local share and takes the URL from an optional secret.
+    jail(|jail| {
+        jail.create_file(
+            "palisade.toml",
+            "[rate_limit]\ndefault_policies = [\"per_ip\"]\n[rate_limit.policies.per_ip]\nrate = 20\n",
+        )
+        .map_err(|e| e.to_string())?;
+        jail.set_env("PALISADE_RATE_LIMIT__REDIS__LOCAL_SHARE", "0.34");
+        let config = PalisadeConfig::load().map_err(|e| e.to_string())?;
+        assert!(config.rate_limit.shared_store().is_none());
+        let stack = palisade::Stack::builder()
+            .config(config)
+            .overload_state(palisade::core::OverloadState::new())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let layer = stack.layers().rate_limit.clone().expect("the limit");
+        assert_eq!(
+            layer.backend_state(),
+            palisade::rate_limit::BackendState::Local
+        );
+        Ok(())
+    });
+}

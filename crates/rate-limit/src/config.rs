@@ -186,7 +186,7 @@ impl RuleConfig {
 /// | `headers` | true | send `RateLimit-Policy` and `RateLimit` on every response |
 /// | `legacy_headers` | false | also send `X-RateLimit-Limit/Remaining/Reset` |
 /// | `mode` | `enforce` | `observe_only` counts and logs would-be refusals and serves them |
-/// | `redis` | none | share the limits of every replica through Redis ([`RedisConfig`]; the `redis` feature) |
+/// | `redis` | none | share the limits of every replica through Redis ([`RedisConfig`]; the `redis` feature); an empty `url` leaves it off |
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",
@@ -247,8 +247,16 @@ pub(crate) struct Plan {
 }
 
 impl RateLimitConfig {
+    /// The Redis backend, when one is configured: a `redis` section whose `url` is empty is
+    /// none, so a deployment can set the other fields and leave the URL to an optional secret.
+    pub fn shared_store(&self) -> Option<&RedisConfig> {
+        self.redis
+            .as_ref()
+            .filter(|redis| !redis.url.trim().is_empty())
+    }
+
     fn validate_redis(&self) -> Result<(), ConfigError> {
-        let Some(redis) = &self.redis else {
+        let Some(redis) = self.shared_store() else {
             return Ok(());
         };
         redis.validate().map_err(|e| e.within("redis"))?;

@@ -138,7 +138,7 @@ impl RateLimitLayer {
             .enumerate()
             .map(|(i, (route, _))| (route.as_str().into(), i))
             .collect();
-        let backend = match (backend, &config.redis) {
+        let backend = match (backend, config.shared_store()) {
             (Some(backend), _) => Backend::Remote(backend),
             #[cfg(feature = "redis")]
             (None, Some(redis)) => {

@@ -29,8 +29,10 @@
 //!   connection enforces the same limits. Global with `Router::layer`, per route with rules or
 //!   `Router::route_layer`.
 //! - **Observe-only mode**: counts and logs what it would refuse, serves everything.
-//! - **Backends** ([`RateLimitBackend`]): the in-memory store is built in and synchronous; a
-//!   shared store answers asynchronously through the same layer.
+//! - **One limit for every replica** ([`RedisConfig`], feature `redis`): every policy of a
+//!   request in one Redis round trip, under a deadline and a circuit breaker; while Redis is
+//!   unreachable each replica limits on its own at a configured share (or answers 503), and the
+//!   shared limit returns by itself. Other stores implement [`RateLimitBackend`].
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -98,13 +100,38 @@
 //! # Ok::<(), palisade_core::ConfigError>(())
 //! ```
 //!
+//! # Shared by replicas, in Redis
+//!
+//! ```
+//! # #[cfg(feature = "redis")] {
+//! use std::time::Duration;
+//! use palisade_rate_limit::{FailMode, KeySource, PolicyConfig, RateLimitLayer, RedisConfig};
+//!
+//! let mut redis = RedisConfig::new("redis://127.0.0.1:6379/0");
+//! redis.deadline = Duration::from_millis(5); // then this request is decided locally
+//! redis.fail_mode = FailMode::Open; // while Redis is down: limit locally...
+//! redis.local_share = 1.0 / 3.0; // ...at a third each, for three replicas
+//! let limits = RateLimitLayer::builder()
+//!     .policy("per_key", PolicyConfig::per_minute(600).key(KeySource::Header("x-api-key".into())))
+//!     .redis(redis)
+//!     .build()?; // connects on first use, in the background: Redis may be down at start
+//! # let _ = limits;
+//! # }
+//! # Ok::<(), palisade_core::ConfigError>(())
+//! ```
+//!
 //! # Metrics
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `palisade_rate_limit_requests_total` | counter | `policy`, `outcome` (`admitted`, `limited`, `backend_error`), `mode` (`enforce`, or `observe_only`: `limited` then counts what would have been refused, and was served) |
+//! | `palisade_rate_limit_requests_total` | counter | `policy`, `outcome` (`admitted`, `limited`, `backend_error`, `unavailable`), `mode` (`enforce`, or `observe_only`: `limited` then counts what would have been refused, and was served) |
 //! | `palisade_rate_limit_keys` | gauge | `policy` |
 //! | `palisade_rate_limit_evictions_total` | counter | `policy`, `reason` (`idle`, `capacity`) |
+//! | `palisade_rate_limit_backend_state` | gauge | `backend`: 0 shared, 1 failing open, 2 failing closed |
+//! | `palisade_rate_limit_redis_calls_total` | counter | `outcome` (`ok`, `error`, `timeout`) |
+//! | `palisade_rate_limit_redis_call_duration_seconds` | histogram | |
+//! | `palisade_rate_limit_redis_fallbacks_total` | counter | |
+//! | `palisade_rate_limit_redis_lease_hits_total` | counter | `outcome` (`admitted`, `refused`) |
 //!
 //! A request refused by one policy counts `limited` for that policy only; policies that would
 //! have admitted it count nothing (they spent nothing). Metric handles are registered when the
