@@ -206,6 +206,7 @@ impl RequestLimits {
 /// | `connections` | max 10 000 | the connection limit on the listener ([`ConnectionLimitConfig`]) |
 /// | `drain` | 5 s / 20 s | the shutdown sequence ([`DrainConfig`]: propagation delay, deadline) |
 /// | `ops` | none | the operations listener ([`OpsConfig`]: probes, `/metrics`, admin routes on their own port) |
+/// | `tls` | off | HTTPS and mutual TLS ([`TlsConfig`](crate::TlsConfig); the `tls` feature) |
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -231,6 +232,8 @@ pub struct ServerConfig {
     pub drain: DrainConfig,
     /// The operations listener.
     pub ops: OpsConfig,
+    /// HTTPS, off until a certificate is set.
+    pub tls: crate::TlsConfig,
 }
 
 /// The operations listener: a second address that serves the probes, `/metrics` and the routes
@@ -282,6 +285,7 @@ impl Default for ServerConfig {
             connections: ConnectionLimitConfig::default(),
             drain: DrainConfig::default(),
             ops: OpsConfig::default(),
+            tls: crate::TlsConfig::default(),
         }
     }
 }
@@ -324,6 +328,13 @@ impl ServerConfig {
             .map_err(|e| e.within("connections"))?;
         // `DrainConfig` names its keys `drain.*` itself.
         self.drain.validate()?;
+        self.tls.validate().map_err(|e| e.within("tls"))?;
+        if self.tls.is_enabled() && !cfg!(feature = "tls") {
+            return Err(ConfigError::new(
+                "tls",
+                "this build has no TLS: enable the `tls` feature of palisade",
+            ));
+        }
         Ok(())
     }
 }

@@ -71,7 +71,12 @@ pub use palisade_retry as retry;
 pub use palisade_security_headers as security_headers;
 pub use palisade_telemetry as telemetry;
 pub use palisade_ws_backpressure as ws;
-pub use serve::{ServeReport, Server, serve, serve_with_shutdown, shutdown_signal};
+#[cfg(feature = "tls")]
+pub use serve::tls_metrics;
+pub use serve::{
+    ClientAuth, ServeReport, Server, TlsConfig, TlsVersion, serve, serve_with_shutdown,
+    shutdown_signal,
+};
 pub use stack::{Layers, NoDelayListener, Stack, StackBuilder};
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.

@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod metrics;
 pub mod redis;
+pub mod tls;
 
 mod logs;
 pub use logs::LogCapture;

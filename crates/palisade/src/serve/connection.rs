@@ -20,7 +20,7 @@ use axum::{
 };
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::TokioIo;
-use palisade_core::{BodyEnd, OnBodyEnd, ResponseBody};
+use palisade_core::{BodyEnd, ClientIdentity, OnBodyEnd, ResponseBody};
 use pin_project::pin_project;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -70,6 +70,7 @@ pub(crate) async fn serve_connection<I>(
     settings: Arc<Http1Settings>,
     counters: Arc<Counters>,
     mut close: watch::Receiver<bool>,
+    identity: Option<ClientIdentity>,
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -82,6 +83,7 @@ pub(crate) async fn serve_connection<I>(
         state,
         counters,
         max_requests: settings.max_requests,
+        identity,
     };
     let connection = settings
         .builder()
@@ -116,6 +118,8 @@ struct ConnectionService {
     state: Arc<ConnectionState>,
     counters: Arc<Counters>,
     max_requests: Option<NonZeroU32>,
+    /// The verified mutual-TLS client, on every request of the connection.
+    identity: Option<ClientIdentity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -133,6 +137,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         // The same extension `into_make_service_with_connect_info` gives, so `ConnectInfo`
         // extractors and the layers that read the peer address work unchanged.
         request.extensions_mut().insert(ConnectInfo(self.remote));
+        if let Some(identity) = &self.identity {
+            request.extensions_mut().insert(identity.clone());
+        }
         let last = self.max_requests.is_some_and(|max| served >= max.get());
         // `Router` is always ready and cheap to clone (one `Arc`).
         let future = self.app.clone().call(request);

@@ -18,6 +18,7 @@ mod io;
 mod metrics;
 mod report;
 mod signal;
+mod tls;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
@@ -31,6 +32,16 @@ use tokio::{sync::watch, task::JoinSet};
 pub(crate) use report::Counters;
 pub use report::ServeReport;
 pub use signal::shutdown_signal;
+/// The TLS metric names.
+#[cfg(feature = "tls")]
+pub use tls::metrics as tls_metrics;
+pub use tls::{ClientAuth, TlsConfig, TlsVersion};
+
+/// The TLS acceptor, when `[server.tls]` is on.
+#[cfg(feature = "tls")]
+type MaybeTls = Option<Arc<tls::Tls>>;
+#[cfg(not(feature = "tls"))]
+type MaybeTls = Option<std::convert::Infallible>;
 
 use crate::ServerConfig;
 use connection::{Http1Settings, serve_connection};
@@ -221,6 +232,16 @@ where
     if let Some(sender) = drain_for_trigger {
         let _ = sender.send(drain.clone());
     }
+    #[cfg(feature = "tls")]
+    let tls: MaybeTls = if config.tls.is_enabled() {
+        Some(tls::Tls::new(&config.tls)?)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "tls"))]
+    let tls: MaybeTls = None;
+    #[cfg(feature = "tls")]
+    let watcher = tls.as_ref().map(tls::Tls::watch);
     let settings = Arc::new(Http1Settings {
         timeouts: io::Timeouts {
             header_read: config.header_read_timeout,
@@ -248,10 +269,14 @@ where
         let listener =
             ConnectionLimitListener::with_overload_state(listener, config.connections, overload)
                 .map_err(|e| invalid(e.within("connections")))?;
-        run(listener, app, settings, drain, trigger, pause).await
+        run(listener, app, settings, drain, trigger, pause, tls).await
     } else {
-        run(listener, app, settings, drain, trigger, pause).await
+        run(listener, app, settings, drain, trigger, pause, tls).await
     };
+    #[cfg(feature = "tls")]
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     if let Some((stop, task)) = ops {
         let _ = stop.send(());
         let _ = task.await;
@@ -287,6 +312,8 @@ async fn start_ops(
         },
         // Never paused: the probes live here.
         None,
+        // Plain HTTP: a cluster-internal port for the kubelet and the scraper.
+        None,
     ));
     Ok((stop, task))
 }
@@ -298,13 +325,18 @@ async fn run<L, F>(
     drain: Drain,
     trigger: F,
     pause: Option<PressureHandle>,
+    tls: MaybeTls,
 ) -> std::io::Result<ServeReport>
 where
     L: Listener<Addr = SocketAddr>,
     F: Future<Output = ()> + Send + 'static,
 {
     let local = listener.local_addr()?;
-    tracing::info!(%local, "serving HTTP/1.1");
+    if tls.is_some() {
+        tracing::info!(%local, "serving HTTP/1.1 over TLS");
+    } else {
+        tracing::info!(%local, "serving HTTP/1.1");
+    }
     let counters = Arc::new(Counters::default());
     let server = accept_loop(
         listener,
@@ -313,6 +345,7 @@ where
         counters.clone(),
         drain.signal(trigger),
         pause,
+        tls,
     );
     let outcome = match drain.run(server).await {
         Ok(outcome) => outcome,
@@ -340,6 +373,7 @@ async fn accept_loop<L>(
     counters: Arc<Counters>,
     stop: impl Future<Output = ()>,
     pause: Option<PressureHandle>,
+    tls: MaybeTls,
 ) -> Result<(), Infallible>
 where
     L: Listener<Addr = SocketAddr>,
@@ -371,14 +405,20 @@ where
             // Paused: look again soon (the monitors sample every 250 ms by default).
             () = tokio::time::sleep(PAUSE_RECHECK), if paused => {}
             (io, remote) = listener.accept(), if !paused => {
-                connections.spawn(serve_connection(
-                    io,
-                    remote,
-                    app.clone(),
-                    settings.clone(),
-                    counters.clone(),
-                    closing.clone(),
-                ));
+                let (app, settings, counters, closing) =
+                    (app.clone(), settings.clone(), counters.clone(), closing.clone());
+                match tls.clone() {
+                    // The handshake runs in the connection's task, never in this loop.
+                    #[cfg(feature = "tls")]
+                    Some(tls) => connections.spawn(async move {
+                        if let Some((stream, identity)) = tls.handshake(io, remote).await {
+                            serve_connection(stream, remote, app, settings, counters, closing, identity).await;
+                        }
+                    }),
+                    _ => connections.spawn(serve_connection(
+                        io, remote, app, settings, counters, closing, None,
+                    )),
+                };
             }
         }
     }
