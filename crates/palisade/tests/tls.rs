@@ -387,3 +387,33 @@ async fn the_drain_finishes_a_request_in_flight_over_tls() {
     assert_eq!((status.as_u16(), body.as_str()), (200, "released"));
     assert_eq!(running.report().await.outcome, DrainOutcome::Drained);
 }
+
+#[tokio::test]
+async fn rate_limits_can_count_by_client_certificate() {
+    use palisade::rate_limit::{KeySource, PolicyConfig, RateLimitLayer};
+    let Files { pki, tls } = files(true);
+    let limits = RateLimitLayer::builder()
+        .policy(
+            "per_client",
+            PolicyConfig::per_minute(2).key(KeySource::ClientCertificate),
+        )
+        .build()
+        .unwrap();
+    let running = Running::start(whoami(Arc::default()).layer(limits), server(tls)).await;
+    let orders = TlsClient::new(&pki.ca_pem(), Some(&orders(&pki)));
+    let refunds = pki.client("refunds", &["uri:spiffe://prod/ns/payments/sa/refunds"]);
+    let refunds = TlsClient::new(&pki.ca_pem(), Some(&refunds));
+    let (mut a, _) = orders.session(running.addr).await.unwrap();
+    let statuses: Vec<u16> = [
+        send(&mut a, "/").await.unwrap().0,
+        send(&mut a, "/").await.unwrap().0,
+        send(&mut a, "/").await.unwrap().0,
+    ]
+    .iter()
+    .map(|s| s.as_u16())
+    .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    // Same address, another identity: its own budget, even on a new connection of the first.
+    assert_eq!(refunds.get(running.addr, "/").await.unwrap().0, 200);
+    assert_eq!(orders.get(running.addr, "/").await.unwrap().0, 429);
+}

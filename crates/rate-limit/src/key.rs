@@ -196,7 +196,7 @@ impl RateLimitKey {
 /// Where a policy takes its key from; the configuration form of a [`KeyExtractor`].
 ///
 /// In a configuration file: `key = "client_ip"`, `key = "user"`, `key = "route"`,
-/// `key = "global"` or `key = { header = "x-api-key" }`.
+/// `key = "global"`, `key = "client_certificate"` or `key = { header = "x-api-key" }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -219,6 +219,10 @@ pub enum KeySource {
     Route,
     /// One budget shared by every request.
     Global,
+    /// The verified mutual-TLS client ([`ClientIdentity`](palisade_core::ClientIdentity), set by
+    /// `palisade::serve`): its first URI SAN (a SPIFFE ID), else DNS name, else subject. Requests
+    /// without a client certificate are not counted by this policy.
+    ClientCertificate,
 }
 
 /// The client address of one request, resolved at most once.
@@ -338,6 +342,7 @@ pub(crate) enum Extractor {
     User,
     Route,
     Global,
+    ClientCertificate,
     Custom(Arc<dyn KeyExtractor>),
 }
 
@@ -371,6 +376,10 @@ impl Extractor {
                 .cloned()
                 .map(Key::from),
             Self::Global => Some(Key::global()),
+            Self::ClientCertificate => request
+                .extensions()
+                .get::<palisade_core::ClientIdentity>()
+                .map(|identity| Key::from(identity.name().to_owned())),
             Self::Custom(extractor) => extractor.extract(request),
         }
     }

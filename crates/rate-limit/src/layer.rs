@@ -112,6 +112,7 @@ impl RateLimitLayer {
                 KeySource::User => Extractor::User,
                 KeySource::Route => Extractor::Route,
                 KeySource::Global => Extractor::Global,
+                KeySource::ClientCertificate => Extractor::ClientCertificate,
             });
             policy_metrics.push(PolicyMetrics::new(name, config.mode));
             rejections.push(limiter::rejection(name)?);

@@ -136,6 +136,10 @@ pub struct TelemetryConfig {
     /// the server span also records `trace_id`, so every JSON line inside a request carries it
     /// beside `request_id`. Default text.
     pub log_format: LogFormat,
+    /// Record the mutual-TLS client's certificate subject as `tls.client.subject` (the
+    /// semantic conventions' name) on the server span. Default `false`: a subject may name a
+    /// person.
+    pub record_client_subject: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -157,6 +161,7 @@ impl Default for TelemetryConfig {
             sensitive_headers: Vec::new(),
             access_log: AccessLogConfig::default(),
             log_format: LogFormat::Text,
+            record_client_subject: false,
         }
     }
 }
@@ -277,6 +282,13 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Records the mutual-TLS client's subject as `tls.client.subject`
+    /// ([`TelemetryConfig::record_client_subject`]). Default off.
+    pub fn record_client_subject(mut self, enabled: bool) -> Self {
+        self.config.record_client_subject = enabled;
+        self
+    }
+
     /// Adds a header that is never recorded ([`TelemetryConfig::sensitive_headers`]).
     pub fn sensitive_header(mut self, name: impl Into<String>) -> Self {
         self.config.sensitive_headers.push(name.into());
@@ -323,6 +335,7 @@ pub(crate) struct Settings {
     pub(crate) access_log: Option<AccessLog>,
     /// Record `trace_id` on the server span (JSON logs).
     pub(crate) trace_id_field: bool,
+    pub(crate) record_client_subject: bool,
 }
 
 fn headers(
@@ -412,6 +425,7 @@ fn compile(config: &TelemetryConfig) -> Result<Settings, ConfigError> {
         http_metrics: HttpMetrics::new(),
         access_log: config.access_log.compile()?,
         trace_id_field: config.log_format == LogFormat::Json,
+        record_client_subject: config.record_client_subject,
     })
 }
 

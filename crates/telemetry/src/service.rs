@@ -144,6 +144,11 @@ fn server_span<B>(
     {
         span.record("trace_id", tracing::field::display(trace_id));
     }
+    if settings.record_client_subject
+        && let Some(identity) = request.extensions().get::<palisade_core::ClientIdentity>()
+    {
+        span.set_attribute("tls.client.subject", identity.subject().to_owned());
+    }
     for (name, key) in &*settings.request_headers {
         if let Some(values) = header_values(request.headers(), name) {
             span.set_attribute(key.clone(), string_array(values));

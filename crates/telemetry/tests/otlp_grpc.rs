@@ -214,8 +214,16 @@ async fn server_spans_follow_the_semantic_conventions() {
         .record_query(true)
         .request_header("x-tenant")
         .response_header("content-type")
+        .record_client_subject(true)
         .build()
         .unwrap();
+    // As `palisade::serve` does after a mutual-TLS handshake.
+    let identity = palisade_core::ClientIdentity::new(
+        Vec::new(),
+        "CN=orders,O=Example",
+        "01",
+        SystemTime::UNIX_EPOCH,
+    );
     let app = Router::new()
         .route("/items/{id}", get(|| async { "item" }))
         .route(
@@ -224,6 +232,15 @@ async fn server_spans_follow_the_semantic_conventions() {
         )
         .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT }))
         .layer(layer)
+        .layer(axum::middleware::map_request(
+            move |mut request: Request<Body>| {
+                let identity = identity.clone();
+                async move {
+                    request.extensions_mut().insert(identity);
+                    request
+                }
+            },
+        ))
         .layer(WithDispatchLayer(p.dispatch.clone()));
     let server = TestServer::start(app).await;
     let port = i64::from(server.addr().port());
@@ -274,6 +291,14 @@ async fn server_spans_follow_the_semantic_conventions() {
     );
 
     assert_conventions(by_path(&spans, "/items/42"), port);
+    assert_eq!(
+        string_attr(
+            &by_path(&spans, "/items/42").attributes,
+            "tls.client.subject"
+        )
+        .as_deref(),
+        Some("CN=orders,O=Example")
+    );
 
     assert_statuses_names_and_parents(&spans);
 
