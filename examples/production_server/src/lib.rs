@@ -10,6 +10,7 @@
 //! | `GET /api/items`, `GET /api/items/{id}` | JSON catalogue |
 //! | `GET /api/slow?ms=N` | sleeps `N` ms (at most 10 000): load for the limiters |
 //! | `GET /api/flaky` | calls an in-process dependency over HTTP through the `dependency` client (`[clients.dependency]`): transient `503`s are retried within the budget, a broken dependency (`500`) answers 502, and its breaker, open after repeated failures, answers 503 + `Retry-After` at once |
+//! | `GET /api/whoami` | the mutual-TLS client's identity (name, subject, SANs, serial), or `anonymous` |
 //! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it (operators' routes: on the operations port when `PALISADE_OPS_ADDR` is set, else on this port with `Authorization: Bearer $PALISADE_ADMIN_TOKEN`) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `POST /admin/dependency/fail_next?calls=N` | the dependency's next `N` calls answer `503` (transient: retried) |

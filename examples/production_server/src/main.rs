@@ -78,7 +78,12 @@ async fn main() -> ExitCode {
         |_| stack.server().config().addr.to_string(),
         |a| a.to_string(),
     );
-    println!("listening on http://{local}");
+    let scheme = if stack.server().config().tls.is_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{local}");
     println!("try:");
     for (method, path) in [
         ("GET ", "/"),

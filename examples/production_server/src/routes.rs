@@ -52,6 +52,19 @@ const ITEMS: [Item; 3] = [
     },
 ];
 
+/// Who the mutual-TLS client is (`anonymous` without a client certificate).
+async fn whoami(identity: Option<palisade::core::ClientIdentity>) -> Json<serde_json::Value> {
+    Json(match identity {
+        Some(identity) => json!({
+            "name": identity.name(),
+            "subject": identity.subject(),
+            "sans": identity.sans().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "serial": identity.serial(),
+        }),
+        None => json!({ "name": "anonymous" }),
+    })
+}
+
 /// The application's routes (no middleware).
 pub(crate) fn router(state: AppState) -> Router {
     // The /api group in its own bulkhead (the admin routes have another, see `admin`): a flood
@@ -63,6 +76,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/report", get(report))
         // The dependency is called through the client stack (see `flaky`).
         .route("/api/flaky", get(flaky))
+        .route("/api/whoami", get(whoami))
         .route_layer(state.api_bulkhead.clone());
     // The WebSocket hub: bounded per-client queues, so a stalled client costs the server at most
     // its high-water mark and never delays the others.
