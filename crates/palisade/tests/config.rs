@@ -240,6 +240,7 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
         defaults.concurrency.max_in_flight
     );
     assert_eq!(example.server.drain, defaults.server.drain);
+    assert_eq!(example.server.tls, defaults.server.tls);
     assert_eq!(example.limits, defaults.limits);
     assert_eq!(example.layers, defaults.layers);
     assert_eq!(example.request_id, defaults.request_id);

@@ -100,7 +100,7 @@ async fn main() -> ExitCode {
         ("GET ", "/health/ready"),
         ("GET ", "/health/startup"),
     ] {
-        println!("  {method} http://{local}{path}");
+        println!("  {method} {scheme}://{local}{path}");
     }
 
     tokio::spawn(production_server::broadcast_updates(
