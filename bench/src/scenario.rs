@@ -111,6 +111,12 @@ pub enum App {
     /// An axum application served by `palisade::serve` with these settings (connection limit,
     /// client timeouts, drain).
     Palisade(Router, Box<palisade::Server>),
+    /// [`App::Palisade`] with `TCP_NODELAY` on every connection, as `Stack::bind` gives.
+    PalisadeNoDelay(Router, Box<palisade::Server>),
+    /// An axum application served over TLS by axum-server's rustls listener, from these PEM
+    /// files (certificate chain, key), with `TCP_NODELAY` (its `NoDelayAcceptor`): the peer of
+    /// `palisade::serve` with `[server.tls]`.
+    AxumServerTls(Router, std::path::PathBuf, std::path::PathBuf),
 }
 
 /// A boxed future, as trait objects cannot have async methods.

@@ -263,6 +263,29 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string()),
         App::BareHyper(work) => serve_bare_hyper(listener, work).await,
+        App::AxumServerTls(router, cert, key) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| e.to_string())?;
+            let listener = listener.into_std().map_err(|e| e.to_string())?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)
+                .map_err(|e| e.to_string())?
+                .acceptor(acceptor)
+                .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        App::PalisadeNoDelay(router, config) => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            palisade::serve_with_shutdown(listener, router, *config, std::future::pending())
+                .await
+                .map(|_report| ())
+                .map_err(|e| e.to_string())
+        }
         App::Palisade(router, config) => {
             palisade::serve_with_shutdown(listener, router, *config, std::future::pending())
                 .await

@@ -12,6 +12,7 @@ mod priority;
 mod ratelimit;
 mod ratelimit_redis;
 mod retry;
+mod tls;
 mod ws;
 
 /// Every scenario, in the order `cargo xtask bench` lists them.
@@ -27,6 +28,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &ratelimit_redis::RateLimitRedis,
         &retry::RetryStorm,
         &pressure::Pressure,
+        &tls::TlsHandshakes,
     ]
 }
 
