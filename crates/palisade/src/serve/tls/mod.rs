@@ -219,9 +219,10 @@ mod runtime {
         pub(crate) fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
             let weak: Weak<Self> = Arc::downgrade(self);
             let interval = self.config.watch_interval;
+            // Registered before the server accepts: from then on SIGHUP reloads, never kills.
+            let mut hangup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             tokio::spawn(async move {
-                let mut hangup =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
