@@ -410,10 +410,36 @@ async fn rate_limits_can_count_by_client_certificate() {
         send(&mut a, "/").await.unwrap().0,
     ]
     .iter()
-    .map(|s| s.as_u16())
+    .map(http::StatusCode::as_u16)
     .collect();
     assert_eq!(statuses, [200, 200, 429]);
     // Same address, another identity: its own budget, even on a new connection of the first.
     assert_eq!(refunds.get(running.addr, "/").await.unwrap().0, 200);
     assert_eq!(orders.get(running.addr, "/").await.unwrap().0, 429);
+}
+
+#[tokio::test]
+async fn a_client_ca_reload_ends_resumption_for_clients_it_no_longer_trusts() {
+    let Files { pki, tls } = files(true);
+    let running = Running::start(whoami(Arc::default()), server(tls)).await;
+    let client = TlsClient::new(&pki.ca_pem(), Some(&orders(&pki)));
+    assert_eq!(client.get(running.addr, "/").await.unwrap().0, 200);
+    // The second connection resumes the first's session: no certificate check at all.
+    let resumed = client.connect(running.addr).await.unwrap();
+    assert_eq!(
+        resumed.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    drop(resumed);
+    // The operators replace the client CA: this client's CA is no longer trusted.
+    let other = Pki::new("Replacement CA");
+    pki.write("clients.pem", &other.ca_pem());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while client.get(running.addr, "/").await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still served: a session from before the reload resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

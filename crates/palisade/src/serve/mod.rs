@@ -395,32 +395,38 @@ where
             }
         }
         tokio::select! {
-            biased;
-            () = &mut stop => break,
-            Some(ended) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(err) = ended {
-                    tracing::error!(%err, "a connection task failed");
-                }
-            }
-            // Paused: look again soon (the monitors sample every 250 ms by default).
-            () = tokio::time::sleep(PAUSE_RECHECK), if paused => {}
-            (io, remote) = listener.accept(), if !paused => {
-                let (app, settings, counters, closing) =
-                    (app.clone(), settings.clone(), counters.clone(), closing.clone());
-                match tls.clone() {
-                    // The handshake runs in the connection's task, never in this loop.
-                    #[cfg(feature = "tls")]
-                    Some(tls) => connections.spawn(async move {
-                        if let Some((stream, identity)) = tls.handshake(io, remote).await {
-                            serve_connection(stream, remote, app, settings, counters, closing, identity).await;
+                    biased;
+                    () = &mut stop => break,
+                    Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                        if let Err(err) = ended {
+                            tracing::error!(%err, "a connection task failed");
                         }
-                    }),
-                    _ => connections.spawn(serve_connection(
-                        io, remote, app, settings, counters, closing, None,
-                    )),
-                };
-            }
-        }
+                    }
+                    // Paused: look again soon (the monitors sample every 250 ms by default).
+                    () = tokio::time::sleep(PAUSE_RECHECK), if paused => {}
+                    (io, remote) = listener.accept(), if !paused => {
+                        let (app, settings, counters, closing) =
+                            (app.clone(), settings.clone(), counters.clone(), closing.clone());
+                        match tls.clone() {
+                            // The handshake runs in the connection's task, never in this loop.
+                            #[cfg(feature = "tls")]
+        Some(tls) => connections.spawn(async move {
+                                // A drain does not wait for a handshake: no request has started on it.
+                                let mut drain = closing.clone();
+                                let handshake = tokio::select! {
+                                    handshake = tls.handshake(io, remote) => handshake,
+                                    _ = drain.wait_for(|closing| *closing) => None,
+                                };
+                                if let Some((stream, identity)) = handshake {
+                                    serve_connection(stream, remote, app, settings, counters, closing, identity).await;
+                                }
+                            }),
+                            _ => connections.spawn(serve_connection(
+                                io, remote, app, settings, counters, closing, None,
+                            )),
+                        };
+                    }
+                }
     }
     drop(listener);
     counters.stopped_accepting();

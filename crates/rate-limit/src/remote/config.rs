@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-/// What the limiter does while Redis is unreachable (its circuit breaker is open).
+/// What the limiter does without an answer from Redis: while its circuit breaker is open, and
+/// for a request whose own call failed or missed the deadline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -19,7 +20,8 @@ pub enum FailMode {
     #[default]
     Open,
     /// Refuse every request the limits apply to with `503 Service Unavailable` and
-    /// `Retry-After`, for limits that must never be exceeded (a paid quota, say).
+    /// `Retry-After`, for limits that must never be exceeded (a paid quota, say). A single late
+    /// call refuses its request too: closed means no request passes unchecked.
     Closed,
 }
 
@@ -49,9 +51,10 @@ impl FailMode {
 /// | `lease_size` | 0 (off) | requests a replica reserves at once for a hot key, then spends without calling Redis |
 /// | `lease_ttl` | 0.1 s | how long a lease may be spent; also what makes a key hot (two checks within it) |
 ///
-/// With leases on, a replica holds at most `lease_size` unspent requests per key, and every
-/// request it admits was charged in Redis at most `lease_ttl` before: over any window, a key
-/// gets at most `min(replicas × lease_size, rate × lease_ttl)` more than the policy allows.
+/// With leases on, every request a replica admits from a lease was charged in Redis at most
+/// `lease_ttl` before, so over any window a policy's key gets at most `rate × lease_ttl` more
+/// than the policy allows. A replica holds at most one lease (`lease_size - 1` unspent
+/// requests) per combination of keys of a request, and asks for one lease at a time.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",

@@ -12,6 +12,8 @@
 -- ARGV[1] requests are charged when every policy has room for them all; else one, when every
 -- policy has room for one; else none, and nothing is charged to any policy. Reply: the count charged, then per policy
 -- limited (0 or 1), remaining, reset (us), retry after (us).
+-- Writes after TIME need effects replication (the default from Redis 5; asked for before it).
+if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local wanted = tonumber(ARGV[1])
@@ -38,7 +40,9 @@ for i = 1, #KEYS do
   local limited, retry = 0, 0
   if granted > 0 then
     tat = tat + granted * interval
-    -- '%.0f': tostring would write 1.8e+15 and lose the microseconds.
+    -- Rounded up, so an interval under a microsecond still moves the TAT; '%.0f' because
+    -- tostring would write 1.8e+15 and lose the microseconds.
+    tat = math.ceil(tat)
     redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
   elseif tat + interval - now > tolerance then
     limited = 1

@@ -28,6 +28,9 @@ struct Entry {
     expires: Instant,
     /// Until when the key is refused without asking.
     refused_until: Instant,
+    /// A lease is being asked for: other requests meanwhile ask for themselves only, instead
+    /// of each charging a lease of which at most one is kept.
+    leasing_since: Option<Instant>,
     /// Redis's last answer, and when it came.
     answer: Decision,
     answered: Instant,
@@ -48,7 +51,14 @@ pub(crate) enum Lease {
 pub(crate) struct Leases {
     size: u32,
     ttl: Duration,
-    entries: Mutex<HashMap<u64, Entry>>,
+    entries: Mutex<Table>,
+}
+
+struct Table {
+    map: HashMap<u64, Entry>,
+    /// When a full table was last swept: at most once per TTL, so a flood of new keys into a
+    /// table of live ones does not scan it on every request.
+    swept: Option<Instant>,
 }
 
 impl Leases {
@@ -56,7 +66,10 @@ impl Leases {
         Self {
             size,
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Table {
+                map: HashMap::new(),
+                swept: None,
+            }),
         }
     }
 
@@ -66,27 +79,44 @@ impl Leases {
 
     /// Decides from what this replica holds, or says how many requests to ask for.
     pub(crate) fn take(&self, key: u64, now: Instant) -> Lease {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = entries.get_mut(&key) else {
-            if entries.len() >= MAX_ENTRIES {
-                let ttl = self.ttl;
-                entries.retain(|_, e| e.live(now, ttl));
+        let mut table = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let ttl = self.ttl;
+        let Some(entry) = table.map.get_mut(&key) else {
+            if table.map.len() >= MAX_ENTRIES
+                && table
+                    .swept
+                    .is_none_or(|at| now.saturating_duration_since(at) >= ttl)
+            {
+                table.map.retain(|_, e| e.live(now, ttl));
+                table.swept = Some(now);
             }
-            if entries.len() < MAX_ENTRIES {
-                entries.insert(key, Entry::new(now));
+            if table.map.len() < MAX_ENTRIES {
+                table.map.insert(key, Entry::new(now));
             }
             return Lease::Ask(1);
         };
-        if entry.tokens > 0 && now < entry.expires {
+        if now >= entry.expires {
+            // A lapsed lease is gone: its requests were charged too long ago to be spent.
+            entry.tokens = 0;
+        }
+        if entry.tokens > 0 {
             entry.tokens -= 1;
             return Lease::Local(entry.spent(now));
         }
         if now < entry.refused_until {
             return Lease::Local(entry.refused(now));
         }
-        let hot = now.saturating_duration_since(entry.asked) < self.ttl;
+        let hot = now.saturating_duration_since(entry.asked) < ttl;
         entry.asked = now;
-        Lease::Ask(if hot { self.size } else { 1 })
+        let leasing = entry
+            .leasing_since
+            .is_some_and(|since| now.saturating_duration_since(since) < ttl);
+        if hot && !leasing {
+            entry.leasing_since = Some(now);
+            Lease::Ask(self.size)
+        } else {
+            Lease::Ask(1)
+        }
     }
 
     /// Records a lease: `granted` requests were charged, one of them the request that asked.
@@ -94,11 +124,16 @@ impl Leases {
         self.update(key, |entry| {
             entry.answer = *answer;
             entry.answered = now;
-            // Concurrent asks may each bring a lease; the surplus stays charged and unspent
-            // (an under-admission), so a replica never holds more than one lease's worth.
-            entry.tokens =
-                (entry.tokens + granted.saturating_sub(1)).min(self.size.saturating_sub(1));
-            entry.expires = now + self.ttl;
+            if now >= entry.expires {
+                entry.tokens = 0;
+            }
+            if granted > 1 {
+                entry.leasing_since = None;
+                // Never more than one lease's worth held: a surplus stays charged and unspent
+                // (an under-admission, never an over-admission).
+                entry.tokens = (entry.tokens + granted - 1).min(self.size.saturating_sub(1));
+                entry.expires = now + self.ttl;
+            }
         });
     }
 
@@ -109,12 +144,13 @@ impl Leases {
             entry.answer = *answer;
             entry.answered = now;
             entry.refused_until = now + wait;
+            entry.leasing_since = None;
         });
     }
 
     fn update(&self, key: u64, f: impl FnOnce(&mut Entry)) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = entries.get_mut(&key) {
+        let mut table = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = table.map.get_mut(&key) {
             f(entry);
         }
     }
@@ -125,6 +161,7 @@ impl Leases {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .map
             .len()
     }
 }
@@ -136,6 +173,7 @@ impl Entry {
             tokens: 0,
             expires: now,
             refused_until: now,
+            leasing_since: None,
             answer: Decision::new(),
             answered: now,
         }
@@ -220,6 +258,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_lapsed_lease_never_comes_back() {
+        let leases = Leases::new(8, TTL);
+        let t0 = Instant::now();
+        leases.take(1, t0);
+        leases.record_grant(1, t0, 8, &granted(0));
+        // Long after the lease lapsed, a cold ask is granted one request: the old tokens
+        // must not be revived with a fresh expiry.
+        let late = t0 + 10 * TTL;
+        assert_eq!(leases.take(1, late), Lease::Ask(1));
+        leases.record_grant(1, late, 1, &granted(0));
+        assert!(matches!(leases.take(1, late), Lease::Ask(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_lease_is_asked_for_at_a_time() {
+        let leases = Leases::new(8, TTL);
+        let t0 = Instant::now();
+        leases.take(1, t0);
+        leases.record_grant(1, t0, 1, &granted(10));
+        // Hot: the first asks for a lease, the ones while it is in flight for themselves.
+        assert_eq!(leases.take(1, t0), Lease::Ask(8));
+        assert_eq!(leases.take(1, t0), Lease::Ask(1));
+        leases.record_grant(1, t0, 8, &granted(2));
+        assert!(matches!(leases.take(1, t0), Lease::Local(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_refusal_is_remembered_for_its_wait() {
         let leases = Leases::new(8, TTL);
         let t0 = Instant::now();
@@ -265,5 +330,12 @@ mod tests {
         assert_eq!(leases.len(), MAX_ENTRIES);
         leases.take(u64::MAX, t0 + TTL);
         assert_eq!(leases.len(), 1);
+        // Full of live keys: a new key is not tracked, and the table is not swept again
+        // before a TTL has passed.
+        for key in 0..MAX_ENTRIES as u64 {
+            leases.take(key, t0 + TTL);
+        }
+        assert_eq!(leases.take(u64::MAX - 1, t0 + TTL), Lease::Ask(1));
+        assert_eq!(leases.len(), MAX_ENTRIES);
     }
 }

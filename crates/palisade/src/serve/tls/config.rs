@@ -1,7 +1,7 @@
 //! [`TlsConfig`]: `[server.tls]`, plain data compiled with or without the `tls` feature, and
 //! the SAN allow-list's entries.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use palisade_core::{Cidr, ConfigError, SubjectAltName};
 use serde::{Deserialize, Deserializer};
@@ -70,10 +70,13 @@ impl<'de> Deserialize<'de> for TlsVersion {
 /// | `handshake_timeout` | 10 s | a client that has not finished its handshake by then is cut |
 /// | `watch_interval` | 0.5 s | how often the files are checked for changes (SIGHUP reloads at once) |
 ///
-/// `allowed_sans` entries: `dns:api.internal`, `uri:spiffe://prod/ns/payments/sa/orders`,
-/// `ip:10.0.0.0/8` (an address or a CIDR), `email:ops@example.com`; a trailing `*` makes a
-/// prefix (`uri:spiffe://prod/ns/payments/*`); an entry without a type matches DNS names and
-/// URIs.
+/// `allowed_sans` entries each match one kind of SAN: `dns:api.internal` (without case), or
+/// `dns:*.internal` for every name under a domain; `uri:spiffe://prod/ns/payments/sa/orders`
+/// exactly, or by prefix with a trailing `*` (`uri:spiffe://prod/ns/payments/*`);
+/// `ip:10.0.0.0/8` (an address or a CIDR); `email:ops@example.com`. The type is any case; an
+/// entry without one is a URI when it contains `://`, else a DNS name. With
+/// `client_auth = "optional"` the list applies to clients that present a certificate; clients
+/// without one are served anonymously (check `Option<ClientIdentity>` in handlers).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -207,92 +210,111 @@ impl TlsConfig {
 /// One entry of `allowed_sans`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AllowedSan {
-    Dns(Pattern),
-    Uri(Pattern),
-    /// DNS names and URIs.
-    Any(Pattern),
-    Email(Pattern),
+    /// A DNS name, exactly, or every name under a domain (`*.example.com`); without case.
+    Dns(DnsPattern),
+    /// A URI, exactly or by prefix (a trailing `*`); with case, as SPIFFE IDs compare.
+    Uri(UriPattern),
+    /// An email address, exactly, without case.
+    Email(Box<str>),
+    /// An address or a network.
     Ip(Cidr),
 }
 
-/// Exact text, or a prefix (written with a trailing `*`). DNS names and emails compare without
-/// case, URIs exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pattern {
+pub(crate) enum DnsPattern {
+    Exact(Box<str>),
+    /// `.example.com`: the names that end with it (never `example.com` itself).
+    Under(Box<str>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UriPattern {
     text: Box<str>,
     prefix: bool,
 }
 
-impl Pattern {
-    fn parse(text: &str) -> Result<Self, String> {
-        let (text, prefix) = match text.strip_suffix('*') {
-            Some(prefix) => (prefix, true),
-            None => (text, false),
-        };
-        if text.contains('*') {
-            return Err(format!(
-                "{text:?}: `*` is allowed only at the end (a prefix)"
-            ));
-        }
-        if text.is_empty() && !prefix {
-            return Err("an empty entry".into());
-        }
-        Ok(Self {
-            text: text.into(),
-            prefix,
-        })
-    }
-
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    fn matches(&self, value: &str, ignore_case: bool) -> bool {
-        let head = if self.prefix {
-            value.get(..self.text.len())
-        } else {
-            Some(value)
-        };
-        head.is_some_and(|head| {
-            if ignore_case {
-                head.eq_ignore_ascii_case(&self.text)
-            } else {
-                head == &*self.text
-            }
-        })
-    }
-}
-
 impl AllowedSan {
+    /// `dns:`, `uri:`, `ip:` or `email:` (any case) then the value; without a type, an entry
+    /// with `://` is a URI and anything else a DNS name.
     pub(crate) fn parse(entry: &str) -> Result<Self, String> {
         let entry = entry.trim();
-        let (kind, value) = match entry.split_once(':') {
-            Some((kind @ ("dns" | "uri" | "ip" | "email"), value)) => (kind, value),
-            _ => ("", entry),
+        let typed = entry.split_once(':').and_then(|(kind, value)| {
+            let kind = kind.to_ascii_lowercase();
+            ["dns", "uri", "ip", "email"]
+                .contains(&kind.as_str())
+                .then_some((kind, value))
+        });
+        let (kind, value) = match typed {
+            Some((kind, value)) => (kind, value),
+            None if entry.contains("://") => ("uri".to_owned(), entry),
+            None => ("dns".to_owned(), entry),
         };
-        Ok(match kind {
-            "dns" => Self::Dns(Pattern::parse(value)?),
-            "uri" => Self::Uri(Pattern::parse(value)?),
-            "email" => Self::Email(Pattern::parse(value)?),
-            "ip" => {
-                Self::Ip(Cidr::parse(value).map_err(|e| format!("{entry:?}: {}", e.problem()))?)
+        if value.is_empty() {
+            return Err(format!("{entry:?}: an empty value"));
+        }
+        match kind.as_str() {
+            "dns" => {
+                let (text, under) = match value.strip_prefix("*.") {
+                    Some(domain) => (domain, true),
+                    None => (value, false),
+                };
+                if text.is_empty() || text.contains('*') {
+                    return Err(format!(
+                        "{entry:?}: a DNS entry is a name, or `*.domain` for every name under it"
+                    ));
+                }
+                let text = text.to_ascii_lowercase().into_boxed_str();
+                Ok(Self::Dns(if under {
+                    DnsPattern::Under(format!(".{text}").into())
+                } else {
+                    DnsPattern::Exact(text)
+                }))
             }
-            _ => Self::Any(Pattern::parse(value)?),
-        })
+            "uri" => {
+                let (text, prefix) = match value.strip_suffix('*') {
+                    Some(text) => (text, true),
+                    None => (value, false),
+                };
+                if text.is_empty() || text.contains('*') {
+                    return Err(format!(
+                        "{entry:?}: `*` is allowed only at the end of a URI (a prefix)"
+                    ));
+                }
+                Ok(Self::Uri(UriPattern {
+                    text: text.into(),
+                    prefix,
+                }))
+            }
+            "email" => Ok(Self::Email(value.to_ascii_lowercase().into())),
+            _ => Cidr::parse(value)
+                .map(Self::Ip)
+                .map_err(|e| format!("{entry:?}: {}", e.problem())),
+        }
     }
 
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn matches(&self, san: &SubjectAltName) -> bool {
         match (self, san) {
-            (Self::Dns(p) | Self::Any(p), SubjectAltName::Dns(name)) => p.matches(name, true),
-            (Self::Uri(p) | Self::Any(p), SubjectAltName::Uri(uri)) => p.matches(uri, false),
-            (Self::Email(p), SubjectAltName::Email(email)) => p.matches(email, true),
+            (Self::Dns(DnsPattern::Exact(name)), SubjectAltName::Dns(value)) => {
+                value.eq_ignore_ascii_case(name)
+            }
+            (Self::Dns(DnsPattern::Under(suffix)), SubjectAltName::Dns(value)) => {
+                value.len() > suffix.len()
+                    && value
+                        .get(value.len() - suffix.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+            }
+            (Self::Uri(pattern), SubjectAltName::Uri(value)) => {
+                if pattern.prefix {
+                    value.starts_with(&*pattern.text)
+                } else {
+                    **value == *pattern.text
+                }
+            }
+            (Self::Email(email), SubjectAltName::Email(value)) => value.eq_ignore_ascii_case(email),
             (Self::Ip(cidr), SubjectAltName::Ip(ip)) => cidr.contains(*ip),
             _ => false,
         }
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.text, if self.prefix { "*" } else { "" })
     }
 }
 
@@ -305,24 +327,45 @@ mod tests {
     }
 
     #[test]
-    fn entries_match_by_kind_exactly_or_by_prefix() {
+    fn entries_match_their_own_kind_only() {
         let spiffe = SubjectAltName::Uri("spiffe://prod/ns/payments/sa/orders".into());
         let dns = SubjectAltName::Dns("Orders.Internal".into());
         let ip = SubjectAltName::Ip("10.1.2.3".parse().unwrap());
         assert!(allows("uri:spiffe://prod/ns/payments/*", &spiffe));
-        assert!(allows("spiffe://prod/ns/payments/sa/orders", &spiffe));
+        assert!(
+            allows("URI:spiffe://prod/ns/payments/*", &spiffe),
+            "types ignore case"
+        );
+        assert!(
+            allows("spiffe://prod/ns/payments/sa/orders", &spiffe),
+            "untyped with :// is a URI"
+        );
         assert!(
             !allows("uri:spiffe://prod/ns/payments", &spiffe),
             "exact means exact"
         );
         assert!(!allows("uri:spiffe://prod/ns/billing/*", &spiffe));
         assert!(
-            !allows("dns:spiffe://prod/*", &spiffe),
-            "a DNS entry never matches a URI"
+            !allows("uri:SPIFFE://prod/ns/payments/*", &spiffe),
+            "URIs keep their case"
         );
+        // A DNS SAN spelled like a URI never matches a URI entry.
+        let fake = SubjectAltName::Dns("spiffe://prod/ns/payments/sa/x".into());
+        assert!(!allows("spiffe://prod/ns/payments/*", &fake));
         assert!(allows("dns:orders.internal", &dns), "DNS names ignore case");
-        assert!(allows("orders.*", &dns));
+        assert!(
+            allows("orders.internal", &dns),
+            "untyped without :// is a DNS name"
+        );
+        assert!(allows("*.internal", &dns));
+        assert!(
+            !allows("*.orders.internal", &dns),
+            "the domain itself is not under it"
+        );
+        let attacker = SubjectAltName::Dns("orders.attacker.example".into());
+        assert!(!allows("*.internal", &attacker));
         assert!(allows("ip:10.0.0.0/8", &ip));
+        assert!(allows("IP:10.1.2.3", &ip));
         assert!(!allows("ip:192.168.0.0/16", &ip));
         assert!(
             !allows("10.1.2.3", &ip),
@@ -332,7 +375,13 @@ mod tests {
 
     #[test]
     fn bad_entries_and_settings_name_their_key() {
-        for entry in ["uri:spiffe://*/x", "ip:10.0.0.0/99", ""] {
+        for entry in [
+            "uri:spiffe://*/x",
+            "ip:10.0.0.0/99",
+            "",
+            "dns:orders.*",
+            "dns:*",
+        ] {
             assert!(AllowedSan::parse(entry).is_err(), "{entry:?}");
         }
         let mut config = TlsConfig::new("cert.pem", "key.pem");

@@ -39,7 +39,8 @@ mod runtime {
         crypto::CryptoProvider,
         pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
         server::{
-            ClientHello, ResolvesServerCert, WebPkiClientVerifier, danger::ClientCertVerifier,
+            ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+            WebPkiClientVerifier, danger::ClientCertVerifier,
         },
         sign::CertifiedKey,
     };
@@ -70,6 +71,47 @@ mod runtime {
         }
     }
 
+    /// The session cache (resumption), emptied when a reload changes whom the server trusts:
+    /// a resumed session skips certificate verification, so a client whose CA was removed
+    /// must not resume its way back in.
+    #[derive(Debug)]
+    struct Sessions(RwLock<Arc<ServerSessionMemoryCache>>);
+
+    /// Sessions kept for resumption (rustls's default).
+    const SESSIONS: usize = 256;
+
+    impl Sessions {
+        fn current(&self) -> Arc<ServerSessionMemoryCache> {
+            self.0
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+
+        fn clear(&self) {
+            *self.0.write().unwrap_or_else(PoisonError::into_inner) =
+                ServerSessionMemoryCache::new(SESSIONS);
+        }
+    }
+
+    impl StoresServerSessions for Sessions {
+        fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+            self.current().put(key, value)
+        }
+
+        fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.current().get(key)
+        }
+
+        fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.current().take(key)
+        }
+
+        fn can_cache(&self) -> bool {
+            true
+        }
+    }
+
     /// What the files hold, checked and ready to swap in.
     struct Material {
         key: Arc<CertifiedKey>,
@@ -82,6 +124,7 @@ mod runtime {
         acceptor: TlsAcceptor,
         resolver: Arc<Resolver>,
         verifier: Option<Arc<Verifier>>,
+        sessions: Arc<Sessions>,
         config: TlsConfig,
         provider: Arc<CryptoProvider>,
         /// The files' contents at the last load (good or bad), so a broken file is reported once.
@@ -155,10 +198,15 @@ mod runtime {
             }
             .with_cert_resolver(resolver.clone());
             server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let sessions = Arc::new(Sessions(RwLock::new(ServerSessionMemoryCache::new(
+                SESSIONS,
+            ))));
+            server.session_storage = sessions.clone();
             let tls = Self {
                 acceptor: TlsAcceptor::from(Arc::new(server)),
                 resolver,
                 verifier,
+                sessions,
                 config: config.clone(),
                 provider,
                 fingerprint: Mutex::new(fingerprint),
@@ -202,6 +250,7 @@ mod runtime {
                         .unwrap_or_else(PoisonError::into_inner) = material.key.clone();
                     if let (Some(verifier), Some((inner, _))) = (&self.verifier, &material.client) {
                         verifier.replace(inner.clone());
+                        self.sessions.clear();
                     }
                     Self::publish(&material);
                     metrics::reload(true);
