@@ -217,7 +217,7 @@ impl crate::backend::RateLimitBackend for RedisBackend {
             },
             None => 1,
         };
-        if shared.breaker.state() != State::Closed {
+        if shared.state() != BackendState::Shared {
             // Open (or probing): no call, no wait. A background probe finds out when Redis is
             // back.
             Arc::clone(shared).probe();
