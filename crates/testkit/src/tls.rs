@@ -78,7 +78,7 @@ impl Pki {
         let dir = std::env::temp_dir().join(format!(
             "palisade-pki-{}-{}",
             std::process::id(),
-            fastrand_suffix()
+            unique_suffix()
         ));
         std::fs::create_dir_all(&dir).expect("a directory");
         Self { ca, dir }
@@ -146,7 +146,7 @@ impl Drop for Pki {
     }
 }
 
-fn fastrand_suffix() -> u64 {
+fn unique_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }

@@ -261,7 +261,7 @@ impl Shared {
         )
     }
 
-    fn connection(&self) -> Result<ConnectionManager, BoxError> {
+    fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         if let Some(connection) = self.connection.get() {
             return Ok(connection.clone());
         }
@@ -281,60 +281,49 @@ impl Shared {
             return self.after_failure(&request);
         };
         let started = Instant::now();
-        let result = match self.connection() {
-            Ok(mut connection) => {
-                let mut invocation = SCRIPT.prepare_invoke();
-                invocation.arg(request.wanted);
-                for key in &request.keys {
-                    invocation.key(key);
-                }
-                for (policy, _) in &request.pairs {
-                    let policy = &self.policies[*policy];
-                    invocation
-                        .arg(&policy.interval_us)
-                        .arg(&policy.tolerance_us);
-                }
-                tokio::time::timeout(
-                    self.config.deadline,
-                    invocation.invoke_async::<Vec<i64>>(&mut connection),
-                )
-                .await
+        let call = async {
+            let mut connection = self.connection()?;
+            let mut invocation = SCRIPT.prepare_invoke();
+            invocation.arg(request.wanted);
+            for key in &request.keys {
+                invocation.key(key);
             }
-            Err(error) => Ok(Err(redis::RedisError::from(std::io::Error::other(
-                error.to_string(),
-            )))),
+            for (policy, _) in &request.pairs {
+                let policy = &self.policies[*policy];
+                invocation
+                    .arg(&policy.interval_us)
+                    .arg(&policy.tolerance_us);
+            }
+            invocation.invoke_async::<Vec<i64>>(&mut connection).await
         };
+        let result = tokio::time::timeout(self.config.deadline, call).await;
         let elapsed = started.elapsed();
-        match result {
+        let failed = match result {
             Ok(Ok(reply)) => {
                 if let Some((granted, decision)) = decode(&request, &reply) {
                     permit.success();
                     self.metrics.call(Call::Ok, elapsed);
                     self.remember(&request, granted, &decision);
-                    Ok(decision)
-                } else {
-                    permit.failure();
-                    self.metrics.call(Call::Error, elapsed);
-                    tracing::debug!(?reply, "rate-limit script gave an unexpected reply");
-                    self.after_failure(&request)
+                    return Ok(decision);
                 }
+                tracing::debug!(?reply, "rate-limit script gave an unexpected reply");
+                Call::Error
             }
             Ok(Err(error)) => {
-                permit.failure();
-                self.metrics.call(Call::Error, elapsed);
                 tracing::debug!(%error, "rate-limit Redis call failed");
-                self.after_failure(&request)
+                Call::Error
             }
             Err(_) => {
-                permit.failure();
-                self.metrics.call(Call::Timeout, elapsed);
                 tracing::debug!(
                     deadline_ms = self.config.deadline.as_secs_f64() * 1000.0,
                     "rate-limit Redis call missed its deadline"
                 );
-                self.after_failure(&request)
+                Call::Timeout
             }
-        }
+        };
+        permit.failure();
+        self.metrics.call(failed, elapsed);
+        self.after_failure(&request)
     }
 
     fn remember(&self, request: &Request, granted: u32, decision: &Decision) {
@@ -438,7 +427,6 @@ async fn probe_until_closed(weak: Weak<Shared>) {
                     redis::cmd("PING")
                         .query_async::<String>(&mut connection)
                         .await
-                        .map_err(BoxError::from)
                 };
                 match tokio::time::timeout(shared.config.deadline.max(PROBE_DEADLINE), ping).await {
                     Ok(Ok(_)) => permit.success(),
