@@ -188,14 +188,10 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
         200,
         "while the default class is still served"
     );
-    // Readiness names the resource and its ratio: a warning while it still passes (or already
-    // a failure, if memory climbed on while the check's cached result aged).
-    eventually("readiness naming the resource", async || {
-        let ready = Client::new().get(&format!("{ops}/health/ready")).await;
-        ready.text().contains("memory at")
-            && (ready.status == 503 || ready.text().contains("\"warn\""))
-    })
-    .await;
+    // Readiness names the resource and its ratio.
+    if let Err(last) = readiness_names_memory(&ops).await {
+        panic!("readiness never named memory within 10 s; last answer: {last}");
+    }
     // ...then until it refuses everything but CriticalPlus and readiness fails.
     let mut refusing = false;
     for _ in 0..90 {
@@ -255,6 +251,23 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
     sigterm(&child);
     let _ = child.wait().await;
     drop(cgroup);
+}
+
+/// Polls readiness every 50 ms for up to 10 s until it names memory and its ratio: a warning
+/// while it still passes, or already a failure if memory climbed on while the check's cached
+/// result aged. Otherwise the last answer, to say what readiness saw instead.
+async fn readiness_names_memory(ops: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let ready = Client::new().get(&format!("{ops}/health/ready")).await;
+        let text = ready.text();
+        if text.contains("memory at") && (ready.status == 503 || text.contains("\"warn\"")) {
+            return Ok(());
+        }
+        last = format!("{} {text}", ready.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(last)
 }
 
 /// The binary under a real 256 MiB memory cgroup when this machine lets the test make one
