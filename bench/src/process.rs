@@ -63,7 +63,22 @@ impl ServerProcess {
         args: &ServerArgs,
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
-        let binary = sibling("bench-server")?;
+        let mut argv = vec![scenario.to_owned(), system.to_owned()];
+        argv.extend(args.to_args());
+        Self::start_program(&sibling("bench-server")?, &argv, env)
+    }
+
+    /// Starts another server program that prints `listening on <addr>` first (a peer built
+    /// outside the workspace), pinned to core 0 like `bench-server`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServerProcess::start`].
+    pub fn start_program(
+        binary: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut command = if cores() >= 2 {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"]).arg(&binary);
@@ -72,8 +87,7 @@ impl ServerProcess {
             Command::new(&binary)
         };
         command
-            .args([scenario, system])
-            .args(args.to_args())
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -89,7 +103,7 @@ impl ServerProcess {
             .trim()
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("bench-server said {line:?}"));
+            .ok_or_else(|| format!("{} said {line:?}", binary.display()));
         match addr {
             Ok(addr) => Ok(Self { child, addr }),
             Err(e) => {
