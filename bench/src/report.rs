@@ -39,6 +39,16 @@ pub struct Row {
     pub timed_out: u64,
     /// The comparison the scenario makes (throughput against bare axum, goodput against capacity).
     pub ratio_to_baseline: Option<f64>,
+    /// Throughput against the hand-assembled peer stack, in scenarios that run one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_peer_stack: Option<f64>,
+    /// `bare` (no metrics recorder, no subscriber) or `production` (both installed, as the
+    /// example server runs), in scenarios that measure both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<String>,
+    /// The request path, in scenarios that measure several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Peak resident memory of the server process (`VmHWM`), in scenarios that measure it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_peak_rss_mib: Option<f64>,
@@ -73,6 +83,9 @@ impl Row {
                     .then(|| ms(stats.rejected.value_at_quantile(0.99))),
                 timed_out,
                 ratio_to_baseline: None,
+                ratio_to_peer_stack: None,
+                configuration: None,
+                path: None,
                 server_peak_rss_mib: None,
                 server_rss_growth_mib: None,
             }
@@ -128,7 +141,10 @@ pub fn markdown(rows: &[Row]) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.system,
-            r.class,
+            match (&r.configuration, &r.path) {
+                (Some(configuration), Some(path)) => format!("{path} ({configuration})"),
+                _ => r.class.clone(),
+            },
             r.offered_rps.map_or("closed loop".into(), num),
             num(r.achieved_rps),
             num(r.goodput_rps),

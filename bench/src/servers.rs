@@ -69,10 +69,39 @@ impl Work {
     }
 }
 
-/// A router with `GET /hello` (hello world) and `GET /work` (one unit of `work`).
+/// An item of the example server's catalogue.
+#[derive(Debug, serde::Serialize)]
+pub struct Item {
+    id: u32,
+    name: &'static str,
+    price_cents: u32,
+}
+
+/// The example server's `/api/items`: three items serialized to JSON per request.
+pub const ITEMS: [Item; 3] = [
+    Item {
+        id: 1,
+        name: "palisade stake",
+        price_cents: 1_250,
+    },
+    Item {
+        id: 2,
+        name: "gate hinge",
+        price_cents: 4_900,
+    },
+    Item {
+        id: 3,
+        name: "watchtower kit",
+        price_cents: 129_900,
+    },
+];
+
+/// A router with `GET /hello` (hello world), `GET /api/items` (the example server's JSON list)
+/// and `GET /work` (one unit of `work`).
 pub fn hello_and_work(work: Work) -> Router {
     Router::new()
         .route("/hello", get(|| async { "Hello, World!" }))
+        .route("/api/items", get(|| async { axum::Json(&ITEMS) }))
         .route(
             "/work",
             get(|State(work): State<Work>| async move { work.run().await }),
@@ -239,6 +268,37 @@ pub fn palisade_preset_with_access_log(router: Router) -> Result<App, String> {
     config.telemetry.access_log = palisade::telemetry::AccessLogConfig::on();
     let stack = stack_from(config)?;
     Ok(App::Palisade(stack.apply(router), Box::new(stack.server())))
+}
+
+/// What the example server installs before it builds its stack, so that spans and metrics cost
+/// what they cost once something listens: the Prometheus recorder, and a `tracing` subscriber
+/// logging at `info` (text, to stderr: the harness reads the server's stdout only for its
+/// address, and a pipe nobody drains would block the server once full). No exporter: the example
+/// exports spans only when a collector is configured.
+///
+/// # Errors
+///
+/// A recorder or subscriber already installed.
+pub fn install_production_telemetry() -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let metrics = palisade::telemetry::PrometheusMetrics::install().map_err(|e| e.to_string())?;
+    // The handle renders `/metrics`; the recorder lives as long as the process.
+    std::mem::forget(metrics);
+    let tracing = palisade::telemetry::TracingConfig {
+        enabled: false,
+        log_to_stdout: false,
+        ..palisade::telemetry::TracingConfig::default()
+    };
+    let guard = tracing.build().map_err(|e| e.to_string())?;
+    let logger = tracing
+        .log_layer(std::io::stderr)
+        .map_err(|e| e.to_string())?;
+    let subscriber = tracing_subscriber::Registry::default()
+        .with(logger)
+        .with(guard.layer());
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())?;
+    std::mem::forget(guard);
+    Ok(())
 }
 
 /// Serves `app` on `listener` forever.

@@ -22,6 +22,24 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
     ]);
     run(build)?;
     let mut bench = Command::new(target_dir.join("release/palisade-bench"));
+    if args.first().is_some_and(|scenario| scenario == "baseline") {
+        // The peer stack: its crates (axum-prometheus, axum-tracing-opentelemetry) live in a
+        // package of their own, outside the workspace, so ordinary builds never compile them.
+        let peers = target_dir.join("peers");
+        let mut build = cargo();
+        build.arg("build").arg("--release").arg("--locked");
+        build
+            .arg("--manifest-path")
+            .arg(workspace_root().join("bench/peers-telemetry/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&peers)
+            .args(["--bin", "peer-stack-server"]);
+        run(build)?;
+        bench.env(
+            "PALISADE_BENCH_PEER_STACK",
+            peers.join("release/peer-stack-server"),
+        );
+    }
     bench
         .current_dir(workspace_root())
         .args(args)

@@ -400,6 +400,9 @@ impl Scenario for RetryStorm {
                         reject_p99_ms: None,
                         timed_out: 0,
                         ratio_to_baseline: Some(load_ratio),
+                        ratio_to_peer_stack: None,
+                        configuration: None,
+                        path: None,
                         server_peak_rss_mib: None,
                         server_rss_growth_mib: None,
                     });

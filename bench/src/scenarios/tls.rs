@@ -339,6 +339,9 @@ impl Scenario for TlsHandshakes {
                     reject_p99_ms: None,
                     timed_out: 0,
                     ratio_to_baseline: Some(summary.handshakes_per_s),
+                    ratio_to_peer_stack: None,
+                    configuration: None,
+                    path: None,
                     server_peak_rss_mib: None,
                     server_rss_growth_mib: None,
                 });

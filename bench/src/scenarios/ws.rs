@@ -348,6 +348,9 @@ fn to_row(name: &str, stalled: usize, timing: Timing, result: &RunResult) -> Row
         reject_p99_ms: None,
         timed_out: result.expected.saturating_sub(result.received),
         ratio_to_baseline: None,
+        ratio_to_peer_stack: None,
+        configuration: None,
+        path: None,
         server_peak_rss_mib: result.peak_rss_mib,
         server_rss_growth_mib: result.rss_growth_mib,
     }
