@@ -63,9 +63,9 @@ impl ServerProcess {
         args: &ServerArgs,
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
-        let mut argv = vec![scenario.to_owned(), system.to_owned()];
-        argv.extend(args.to_args());
-        Self::start_program(&sibling("bench-server")?, &argv, env)
+        let mut program_args = vec![scenario.to_owned(), system.to_owned()];
+        program_args.extend(args.to_args());
+        Self::start_program(&sibling("bench-server")?, &program_args, env)
     }
 
     /// Starts another server program that prints `listening on <addr>` first (a peer built
@@ -81,10 +81,10 @@ impl ServerProcess {
     ) -> Result<Self, String> {
         let mut command = if cores() >= 2 {
             let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(&binary);
+            c.args(["-c", "0"]).arg(binary);
             c
         } else {
-            Command::new(&binary)
+            Command::new(binary)
         };
         command
             .args(args)

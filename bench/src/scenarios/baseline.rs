@@ -180,7 +180,8 @@ impl Scenario for Baseline {
             };
             let reference = rows.clone();
             for row in &mut rows {
-                let (Some(configuration), Some(path)) = (row.configuration.clone(), row.path.clone())
+                let (Some(configuration), Some(path)) =
+                    (row.configuration.clone(), row.path.clone())
                 else {
                     continue;
                 };

@@ -48,7 +48,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// |---|---|---|
 /// | `[server]` | [`ServerConfig`] | address, HTTP/1.1 limits, connection limit, drain |
 /// | `[layers]` | [`LayerToggles`] | which layers of the stack are on |
-/// | `[request_id]` | [`palisade_request_id::RequestIdConfig`] | request ids |
+/// | `[request_id]` | [`palisade_request_id::RequestIdConfig`] | request ids (its `span_level` applies when the telemetry layer opens no server span: that span names the request id, so the stack opens one span per request, not two) |
 /// | `[telemetry]` | [`palisade_telemetry::TelemetryConfig`] | request spans and HTTP metrics |
 /// | `[security_headers]` | [`palisade_security_headers::SecurityHeadersConfig`] | response security headers |
 /// | `[request_guard]` | [`RequestGuardConfig`] | hostile request targets refused before routing |
@@ -69,7 +69,8 @@ pub struct PalisadeConfig {
     pub server: ServerConfig,
     /// Which layers are on.
     pub layers: LayerToggles,
-    /// Request ids.
+    /// Request ids. With the telemetry layer's server span on, the stack opens no request id
+    /// span (`span_level` is ignored): the server span carries `request_id`.
     pub request_id: RequestIdConfig,
     /// Request spans (OpenTelemetry) and HTTP metrics.
     pub telemetry: TelemetryConfig,

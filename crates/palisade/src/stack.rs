@@ -16,7 +16,7 @@ use palisade_circuit_breaker::{Breaker, CircuitBreakerLayer};
 use palisade_concurrency_limit_hysteresis::{
     ConcurrencyLimitBuilder, ConcurrencyLimitLayer, LimiterHandle,
 };
-use palisade_core::{ConfigError, OverloadState};
+use palisade_core::{ConfigError, OverloadState, SpanLevel};
 use palisade_health::{Check, CheckResult, HealthBuilder, HealthHandle, HealthLayer};
 use palisade_loadshed_priority::{LoadShedBuilder, LoadShedLayer};
 use palisade_overload_monitor::{
@@ -25,7 +25,7 @@ use palisade_overload_monitor::{
 };
 use palisade_rate_limit::{BackendState, RateLimitLayer};
 use palisade_request_guard::RequestGuardLayer;
-use palisade_request_id::RequestIdLayer;
+use palisade_request_id::{RequestIdConfig, RequestIdLayer};
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
 use tokio::net::{TcpListener, TcpStream};
@@ -121,7 +121,7 @@ impl StackBuilder {
         // Each layer the same way: from its section, with the runtime handles it needs, its
         // errors keyed under the section's name.
         let request_id = layer(on.request_id, "request_id", || {
-            RequestIdLayer::from_config(config.request_id.clone())
+            RequestIdLayer::from_config(request_id_config(&config))
         })?;
         let telemetry = layer(on.telemetry, "telemetry", || {
             TelemetryLayer::from_config(config.telemetry.clone())
@@ -329,6 +329,18 @@ fn rate_limit_backend_check(
 }
 
 /// The layer when it is `on`, built by `build`, its error keyed under `section`.
+/// `[request_id]`, with one span per request: when the telemetry layer opens the server span,
+/// that span names the request id (it reads it from the request), and a request id span around
+/// it would only repeat the id, at the cost of a span per request.
+fn request_id_config(config: &PalisadeConfig) -> RequestIdConfig {
+    let mut request_id = config.request_id.clone();
+    let telemetry = &config.telemetry;
+    if config.layers.telemetry && telemetry.tracing && telemetry.span_level != SpanLevel::Off {
+        request_id.span_level = SpanLevel::Off;
+    }
+    request_id
+}
+
 fn layer<T>(
     on: bool,
     section: &str,

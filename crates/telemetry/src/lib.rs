@@ -150,6 +150,7 @@ mod export;
 mod extract;
 mod future;
 mod layer;
+mod log_fields;
 pub mod metrics;
 mod prometheus;
 pub mod propagation;

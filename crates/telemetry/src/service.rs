@@ -59,7 +59,7 @@ impl<S> Telemetry<S> {
 /// Creates the server span at `$level`. Field values are evaluated only when the subscriber
 /// enables the span, so a disabled span costs one callsite check.
 macro_rules! server_span {
-    ($level:expr, $settings:ident, $request:ident, $method:ident, $https:ident, $route:ident) => {
+    ($level:expr, $settings:ident, $request:ident, $method:ident, $https:ident, $route:ident, $server:ident) => {
         palisade_core::span_at!(
             $level,
             target: TARGET,
@@ -86,13 +86,17 @@ macro_rules! server_span {
                 .and_then(|v| v.to_str().ok())
                 .map(|ua| truncated(ua, MAX_RECORDED_LEN)),
             client.address = peer_ip($request.extensions()).map(tracing::field::display),
-            server.address = server_address(&$request, $https).map(|(host, _)| host),
-            server.port = server_address(&$request, $https).map(|(_, port)| port),
+            server.address = $server
+                .get_or_init(|| server_address(&$request, $https))
+                .map(|(host, _)| host),
+            server.port = $server.get_or_init(|| server_address(&$request, $https)).map(|(_, port)| port),
             error.type = Empty,
+            // Display, not a string: a log line shows it unquoted and unescaped, as the request
+            // id layer's own span does (an id is validated, there is nothing to escape).
             request_id = $request
                 .extensions()
                 .get::<RequestId>()
-                .map(RequestId::as_str),
+                .map(tracing::field::display),
             trace_id = Empty,
         )
     };
@@ -120,7 +124,17 @@ fn server_span<B>(
     route: &RouteLabel,
 ) -> Span {
     let route = route.is_matched().then(|| route.as_str());
-    let span = server_span!(settings.span_level, settings, request, method, https, route);
+    // Host and port come from one parse, made only when the span is enabled.
+    let server = std::cell::OnceCell::new();
+    let span = server_span!(
+        settings.span_level,
+        settings,
+        request,
+        method,
+        https,
+        route,
+        server
+    );
     if span.is_disabled() {
         return span;
     }

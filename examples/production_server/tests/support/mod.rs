@@ -93,8 +93,9 @@ async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<
     let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
         .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
-        // tower-http logs the start of each request at debug: the test waits for it.
-        .env("RUST_LOG", "warn,palisade_request_id=info,tower_http=debug")
+        // tower-http logs the start of each request at debug: the test waits for it; the
+        // server span (palisade_telemetry, info) puts the request id on it.
+        .env("RUST_LOG", "warn,palisade_telemetry=info,tower_http=debug")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
