@@ -102,8 +102,9 @@ impl Scenario for Baseline {
         "baseline: bare axum, peer stack, preset; hello and /api/items; bare and production"
     }
 
-    /// Also serves, for instruction counts by hand: `bare-hyper`, `palisade-stack` (axum +
-    /// request id, security headers and the in-flight limit) and `palisade-preset-access-log`.
+    /// Also serves, for instruction counts by hand: `bare-hyper`, `palisade-serve` (bare axum's
+    /// router under `palisade::serve`, no layer), `palisade-stack` (axum + request id, security
+    /// headers and the in-flight limit) and `palisade-preset-access-log`.
     fn server(&self, system: &str, args: &ServerArgs) -> Result<App, String> {
         let work = Work::from_args(args)?;
         let max = u32::try_from(args.number("max-in-flight", 1000)?).map_err(|e| e.to_string())?;
@@ -118,6 +119,10 @@ impl Scenario for Baseline {
             "bare-axum-headers" => Ok(App::Axum(hello_with_preset_headers(work)?)),
             "palisade-stack" => Ok(App::Axum(palisade_stack(hello_and_work(work), max)?)),
             "palisade-preset" => palisade_preset(hello_and_work(work)),
+            "palisade-serve" => Ok(App::Palisade(
+                hello_and_work(work),
+                Box::new(palisade::Server::new(palisade::ServerConfig::default())),
+            )),
             "palisade-preset-access-log" => palisade_preset_with_access_log(hello_and_work(work)),
             other => Err(format!("baseline has no system {other:?}")),
         }

@@ -387,16 +387,16 @@ fn layer<T>(
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Layers {
-    /// Request ids (`[request_id]`); before routing.
+    /// Request ids (`[request_id]`).
     pub request_id: Option<RequestIdLayer>,
-    /// Security headers (`[security_headers]`); before routing.
+    /// Security headers (`[security_headers]`).
     pub security_headers: Option<SecurityHeadersLayer>,
-    /// The request guard (`[request_guard]`); before routing.
+    /// The request guard (`[request_guard]`): before the layers below and the handler.
     pub request_guard: Option<RequestGuardLayer>,
     /// `Connection: close` on every response while a resource monitor (`[overload]`) is at
-    /// degrade or worse; before routing, so refusals close too.
+    /// degrade or worse; outside the limits, so refusals close too.
     pub close_connections: Option<CloseConnectionsLayer>,
-    /// Spans and HTTP metrics (`[telemetry]`); after routing, which names the route.
+    /// Spans and HTTP metrics (`[telemetry]`), labelled by the route template.
     pub telemetry: Option<TelemetryLayer>,
     /// Health probes (`[health]`).
     pub health: Option<HealthLayer>,
@@ -421,10 +421,10 @@ pub struct Layers {
 /// | order | layer | why here |
 /// |---|---|---|
 /// | listener | connection limit ([`serve`](crate::serve)) | refuse sockets before any HTTP work |
+/// | routing | axum's router | chooses the route (or the fallback) and names its template; every route gets the whole stack |
 /// | 1 | request id | every response, refusals included, carries the id |
 /// | 2 | security headers | on every response, refusals included |
-/// | 3 | request guard | hostile targets refused before routing, so no route ever sees one |
-/// | routing | axum's router | names the route template the layers below label and key by |
+/// | 3 | request guard | hostile targets refused first, so no handler and no layer below ever sees one |
 /// | 4 | telemetry | a span and a duration for every routed request, refusals below included (the span records the request id) |
 /// | 5 | health probes | answered here: never rate-limited, never limited, never shed |
 /// | 6 | rate limits | per-client fairness (`429`) before capacity protection (`503`); only when `[rate_limit]` defines a policy |
@@ -479,11 +479,18 @@ impl Stack {
     /// shared: applying the stack to two routers makes them share one limit.
     pub fn apply(&self, router: Router) -> Router {
         let layers = self.layers.clone();
-        // After routing (one `Router::layer` call: axum boxes once per call, see `optional.rs`),
-        // where the route template is known: telemetry labels by it, and rate limits and
-        // bulkheads may be per route. `ServiceBuilder` lists layers outermost first.
-        let after_routing = router.layer(
+        // One `Router::layer` call (axum boxes once per call, see `optional.rs`): every route and
+        // the fallback get the whole stack, after the router has named the route template that
+        // telemetry labels by and per-route limits key by. The guard is the first thing the
+        // chosen route runs, so no handler and no layer below it sees a hostile target; every
+        // answer, refusals included, carries the request id and the security headers.
+        // `ServiceBuilder` lists layers outermost first.
+        router.layer(
             ServiceBuilder::new()
+                .layer(Optional(layers.request_id))
+                .layer(Optional(layers.security_headers))
+                .layer(Optional(layers.request_guard))
+                .layer(Optional(layers.close_connections))
                 .layer(Optional(layers.telemetry))
                 .layer(Optional(layers.health))
                 .layer(Optional(layers.rate_limit))
@@ -492,17 +499,6 @@ impl Stack {
                 .layer(Optional(layers.body_limit))
                 // Innermost: tower-http's timeout needs the router's own (defaultable) body.
                 .layer(Optional(layers.timeout)),
-        );
-        // Before routing: the whole router is the service these wrap, so a hostile target is
-        // refused before any route sees it, and every answer (refusals included) carries the
-        // request id and the security headers.
-        Router::new().fallback_service(
-            ServiceBuilder::new()
-                .layer(Optional(layers.request_id))
-                .layer(Optional(layers.security_headers))
-                .layer(Optional(layers.request_guard))
-                .layer(Optional(layers.close_connections))
-                .service(after_routing),
         )
     }
 

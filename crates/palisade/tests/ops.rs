@@ -43,8 +43,8 @@ async fn probes_metrics_and_admin_answer_on_the_ops_port_while_the_public_port_i
         addr = "127.0.0.1:{ops_port}"
         public_probes = false
         [server.connections]
-        max_connections = 4
-        high_water = 2
+        max_connections = 5
+        high_water = 3
         low_water = 1
         "#
     ));
@@ -55,9 +55,11 @@ async fn probes_metrics_and_admin_answer_on_the_ops_port_while_the_public_port_i
     let public = stack.apply(Router::new().route("/", get(|| async { "hello" })));
     let running = Running::start(public, server).await;
 
-    // Fill the public listener: idle connections up to its high-water mark.
+    // Fill the public listener: idle connections up to its high-water mark. Three, so that the
+    // pooled client below, which may open a second connection while its first is on its way back
+    // to the pool, stays under the mark once they are gone.
     let mut idle = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let mut stream = TcpStream::connect(running.addr).await.unwrap();
         stream.write_all(b"G").await.unwrap();
         idle.push(stream);
