@@ -26,7 +26,6 @@ use tracing::Subscriber;
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
     filter::{FilterExt, filter_fn},
-    fmt::format::{DefaultFields, JsonFields},
     layer::SubscriberExt,
     registry::LookupSpan,
 };
@@ -733,9 +732,7 @@ impl TracingConfig {
                 if all {
                     logger.with_filter(filter).boxed()
                 } else {
-                    ServerSpanLog::<_, DefaultFields>::new(logger)
-                        .with_filter(filter)
-                        .boxed()
+                    ServerSpanLog::text(logger).with_filter(filter).boxed()
                 }
             }
             LogFormat::Json => {
@@ -748,9 +745,7 @@ impl TracingConfig {
                 if all {
                     logger.with_filter(filter).boxed()
                 } else {
-                    ServerSpanLog::<_, JsonFields>::new(logger)
-                        .with_filter(filter)
-                        .boxed()
+                    ServerSpanLog::json(logger).with_filter(filter).boxed()
                 }
             }
         })

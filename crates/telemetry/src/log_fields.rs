@@ -3,8 +3,9 @@
 //!
 //! `tracing_subscriber::fmt` formats every field of a span into a string when the span starts,
 //! and appends every later `record`, whether or not anything is logged inside the span. This
-//! wrapper stores, for the server span only, the formatter's own rendering of `request_id`
-//! before the formatter sees the span (the formatter keeps a string it finds), and passes on
+//! wrapper stores, for the server span only, the formatter's rendering of `request_id` (text
+//! lines get it written here, as the formatter writes it without colours) before the formatter
+//! sees the span (the formatter keeps a string it finds), and passes on
 //! only the record of `trace_id`; every other span and event reaches the formatter unchanged.
 
 use std::fmt;
@@ -17,7 +18,10 @@ use tracing::{
 };
 use tracing_subscriber::{
     filter::LevelFilter,
-    fmt::{FormatFields, FormattedFields},
+    fmt::{
+        FormatFields, FormattedFields,
+        format::{DefaultFields, JsonFields},
+    },
     layer::{Context, Layer},
     registry::LookupSpan,
 };
@@ -34,13 +38,29 @@ const RECORDED: &str = "trace_id";
 pub(crate) struct ServerSpanLog<L, N> {
     inner: L,
     formatter: N,
+    /// `N` is `DefaultFields`: the kept field is written here as it would write it without
+    /// colours (`request_id=...`), without its per-field machinery.
+    plain: bool,
 }
 
-impl<L, N: Default> ServerSpanLog<L, N> {
-    pub(crate) fn new(inner: L) -> Self {
+impl<L> ServerSpanLog<L, DefaultFields> {
+    /// Around a text logger.
+    pub(crate) fn text(inner: L) -> Self {
         Self {
             inner,
-            formatter: N::default(),
+            formatter: DefaultFields::default(),
+            plain: true,
+        }
+    }
+}
+
+impl<L> ServerSpanLog<L, JsonFields> {
+    /// Around a JSON logger.
+    pub(crate) fn json(inner: L) -> Self {
+        Self {
+            inner,
+            formatter: JsonFields::default(),
+            plain: false,
         }
     }
 }
@@ -62,6 +82,7 @@ where
             let mut fields = FormattedFields::<N>::new(String::new());
             let mut kept = Kept {
                 formatter: &self.formatter,
+                plain: self.plain,
                 fields: &mut fields,
                 meta: attrs.metadata(),
                 found: false,
@@ -150,9 +171,21 @@ where
     // the logger, and nothing downcasts a boxed logger to find it.
 }
 
+/// Writes a field as `DefaultFields` does without colours: `name=value`, values by `Debug`
+/// (a `Display` value's `Debug` is its `Display`).
+struct Text<'a>(&'a mut String);
+
+impl Visit for Text<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{}={value:?}", field.name());
+    }
+}
+
 /// Formats the kept field, with the formatter the logger uses, when the span records it.
 struct Kept<'a, N> {
     formatter: &'a N,
+    plain: bool,
     fields: &'a mut FormattedFields<N>,
     meta: &'static Metadata<'static>,
     found: bool,
@@ -163,6 +196,11 @@ where
     N: for<'w> FormatFields<'w>,
 {
     fn keep(&mut self, field: &Field, value: &dyn Value) {
+        if self.plain {
+            value.record(field, &mut Text(&mut self.fields.fields));
+            self.found = true;
+            return;
+        }
         let values = [(field, Some(value))];
         let values = self.meta.fields().value_set(&values);
         let kept = Attributes::new(self.meta, &values);
