@@ -31,15 +31,15 @@ pub struct RequestClass {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Relative weight in the mix.
     pub weight: u32,
-    /// Send each request of this class as a different client: an `X-Forwarded-For` of its own,
-    /// counting up through `10.0.0.0/8` ([`DISTINCT_CLIENTS`] addresses before one repeats). The
-    /// addresses are only written into the header, never connected to; a server that trusts
-    /// its loopback peer as a proxy sees one client per request.
-    pub distinct_clients: bool,
+    /// Send each request of this class as one of this many clients: an `X-Forwarded-For`
+    /// counting up through `10.0.0.0/8` (a counter the classes share), back to the first after
+    /// that many. The addresses are only written into the header, never connected to; a server
+    /// that trusts its loopback peer as a proxy sees these clients. `None`: no header, the
+    /// generator's own address.
+    pub clients: Option<u32>,
 }
 
-/// How many distinct `X-Forwarded-For` addresses a [`RequestClass::distinct_clients`] class
-/// sends before repeating one.
+/// A million clients: as many distinct `X-Forwarded-For` addresses as a flood needs.
 pub const DISTINCT_CLIENTS: u32 = 1_000_000;
 
 impl RequestClass {
@@ -51,7 +51,7 @@ impl RequestClass {
             path: path.into(),
             headers: Vec::new(),
             weight: 1,
-            distinct_clients: false,
+            clients: None,
         }
     }
 }
@@ -196,7 +196,7 @@ struct Shared {
     spec: LoadSpec,
     requests: Vec<Request<Empty<Bytes>>>,
     stats: Mutex<Vec<ClassStats>>,
-    /// The next address of the `distinct_clients` classes.
+    /// The next address of the classes that send as several clients.
     next_client: AtomicU32,
 }
 
@@ -493,8 +493,8 @@ async fn send(
             continue;
         }
         let mut request = copy(&shared.requests[class]);
-        if shared.spec.mix[class].distinct_clients {
-            let n = shared.next_client.fetch_add(1, Ordering::Relaxed) % DISTINCT_CLIENTS;
+        if let Some(clients) = shared.spec.mix[class].clients {
+            let n = shared.next_client.fetch_add(1, Ordering::Relaxed) % clients.clamp(1, 1 << 24);
             let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
             request.headers_mut().insert(
                 HeaderName::from_static("x-forwarded-for"),

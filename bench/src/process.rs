@@ -95,13 +95,16 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        // Whatever the server prints next (the example's tips, its logs) is read and dropped: a
+        // pipe nobody drains would stop the server at its first write once full.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let addr = line
             .trim()
             .strip_prefix("listening on ")
+            .map(|a| a.strip_prefix("http://").unwrap_or(a))
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("{} said {line:?}", binary.display()));
         match addr {

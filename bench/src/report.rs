@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::load::LoadReport;
 
 /// One system at one load point.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Row {
     /// The system under test.
     pub system: String,
@@ -56,6 +56,16 @@ pub struct Row {
     /// that measure it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_growth_mib: Option<f64>,
+    /// Resident memory at the end of a soak over its value at the 10% mark, minus one (medians
+    /// of the samples around each), in scenarios that soak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_growth_ratio: Option<f64>,
+    /// Open file descriptors at the end of a soak minus at its 10% mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_growth: Option<i64>,
+    /// Tasks alive on the server's runtime at the end of a soak minus at its 10% mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_growth: Option<i64>,
 }
 
 fn ms(micros: u64) -> f64 {
@@ -88,6 +98,7 @@ impl Row {
                 path: None,
                 server_peak_rss_mib: None,
                 server_rss_growth_mib: None,
+                ..Row::default()
             }
         };
         let mut rows = vec![make("all", &report.total(), report.timed_out)];

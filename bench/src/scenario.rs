@@ -22,6 +22,35 @@ pub struct Timing {
     pub grace: Duration,
     /// Rounds per system, where a scenario alternates systems and keeps the median.
     pub rounds: usize,
+    /// How long to run, when the command line says (`--duration 24h`): for scenarios that run
+    /// for a length of time rather than at load points (the soak).
+    pub length: Option<Duration>,
+}
+
+/// `90s`, `30m`, `24h` (or plain seconds) as a duration.
+///
+/// # Errors
+///
+/// Anything else.
+pub fn parse_length(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let seconds: u64 = match (number.parse::<u64>(), unit) {
+        (Ok(n), "s") => n,
+        (Ok(n), "m") => n.saturating_mul(60),
+        (Ok(n), "h") => n.saturating_mul(3600),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration such as 90s, 30m or 24h"
+            ));
+        }
+    };
+    if seconds == 0 {
+        return Err(format!("{text:?}: a duration must be above zero"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 impl Timing {
@@ -31,6 +60,7 @@ impl Timing {
         warmup: Duration::from_millis(500),
         grace: Duration::from_millis(500),
         rounds: 1,
+        length: None,
     };
 
     /// A measurement.
@@ -39,6 +69,7 @@ impl Timing {
         warmup: Duration::from_secs(2),
         grace: Duration::from_secs(3),
         rounds: 3,
+        length: None,
     };
 }
 

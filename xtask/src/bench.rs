@@ -1,4 +1,4 @@
-//! `cargo xtask bench <scenario> [--quick]`: builds the load harness and the servers under test in
+//! `cargo xtask bench <scenario> [--quick] [--duration 24h]`: builds the load harness and the servers under test in
 //! release mode and runs the scenario. Output: a markdown table on stdout, and
 //! `target/bench/<scenario>.json` and `.svg`.
 
@@ -38,6 +38,24 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
         bench.env(
             "PALISADE_BENCH_PEER_STACK",
             peers.join("release/peer-stack-server"),
+        );
+    }
+    if args.first().is_some_and(|scenario| scenario == "soak") {
+        // The soak drives the example server exactly as it ships: its own binary.
+        let mut build = cargo();
+        build.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "production_server",
+            "--bin",
+            "production_server",
+        ]);
+        run(build)?;
+        bench.env(
+            "PALISADE_BENCH_EXAMPLE",
+            target_dir.join("release/production_server"),
         );
     }
     bench

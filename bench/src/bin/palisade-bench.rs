@@ -1,4 +1,4 @@
-//! `palisade-bench <scenario> [--quick] [--out DIR]`: the load scenarios behind
+//! `palisade-bench <scenario> [--quick] [--duration 24h] [--out DIR]`: the load scenarios behind
 //! `cargo xtask bench`. Each scenario compares several systems in the same run and writes a
 //! markdown table (stdout), `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
 
@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 use palisade_bench::{
     process::{cores, pin_generator},
     report,
-    scenario::Timing,
+    scenario::{Timing, parse_length},
     scenarios,
 };
 
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn usage() -> String {
     let names: Vec<_> = scenarios::all().iter().map(|s| s.name()).collect();
     format!(
-        "usage: palisade-bench <{}> [--quick] [--out DIR]",
+        "usage: palisade-bench <{}> [--quick] [--duration LENGTH] [--out DIR]",
         names.join("|")
     )
 }
@@ -37,7 +37,18 @@ fn run() -> Result<(), String> {
     let (mut timing, mut out) = (Timing::FULL, PathBuf::from("target/bench"));
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => timing = Timing::QUICK,
+            "--quick" => {
+                timing = Timing {
+                    length: timing.length,
+                    ..Timing::QUICK
+                }
+            }
+            "--duration" => {
+                let text = args
+                    .next()
+                    .ok_or("--duration needs a length, such as 24h")?;
+                timing.length = Some(parse_length(&text)?);
+            }
             "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
             other => return Err(format!("unknown option {other:?}\n{}", usage())),
         }

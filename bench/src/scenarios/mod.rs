@@ -12,6 +12,7 @@ mod priority;
 mod ratelimit;
 mod ratelimit_redis;
 mod retry;
+mod soak;
 mod tls;
 mod ws;
 
@@ -29,6 +30,7 @@ pub fn all() -> &'static [&'static dyn Scenario] {
         &retry::RetryStorm,
         &pressure::Pressure,
         &tls::TlsHandshakes,
+        &soak::Soak,
     ]
 }
 

@@ -109,7 +109,7 @@ fn mix() -> Vec<RequestClass> {
     let abuser_weight = (ABUSER_RPS / GOOD_RPS) as u32;
     let mut mix = vec![RequestClass {
         weight: flood_weight,
-        distinct_clients: true,
+        clients: Some(DISTINCT_CLIENTS),
         ..RequestClass::get("flood", "/hello")
     }];
     for i in 1..=GOOD_CLIENTS {

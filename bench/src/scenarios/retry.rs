@@ -405,6 +405,7 @@ impl Scenario for RetryStorm {
                         path: None,
                         server_peak_rss_mib: None,
                         server_rss_growth_mib: None,
+                        ..Row::default()
                     });
                 }
             }

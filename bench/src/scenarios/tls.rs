@@ -344,6 +344,7 @@ impl Scenario for TlsHandshakes {
                     path: None,
                     server_peak_rss_mib: None,
                     server_rss_growth_mib: None,
+                    ..Row::default()
                 });
                 summaries.push(summary);
             }

@@ -353,6 +353,7 @@ fn to_row(name: &str, stalled: usize, timing: Timing, result: &RunResult) -> Row
         path: None,
         server_peak_rss_mib: result.peak_rss_mib,
         server_rss_growth_mib: result.rss_growth_mib,
+        ..Row::default()
     }
 }
 

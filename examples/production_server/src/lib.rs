@@ -14,7 +14,7 @@
 //! | `POST /admin/breaker/open`, `/close`, `/reset` | force the breaker open or closed, or reset it (operators' routes: on the operations port when `PALISADE_OPS_ADDR` is set, else on this port with `Authorization: Bearer $PALISADE_ADMIN_TOKEN`) |
 //! | `POST /admin/dependency/fail`, `POST /admin/dependency/heal` | break and mend the dependency |
 //! | `POST /admin/dependency/fail_next?calls=N` | the dependency's next `N` calls answer `503` (transient: retried) |
-//! | `GET /admin/status` | JSON state of the dependency, breaker, bulkheads, limiter and overload |
+//! | `GET /admin/status` | JSON state of the dependency, breaker, bulkheads, limiter, overload and the runtime's live task count |
 //! | `GET /ws` | WebSocket: a status update every second from a broadcast hub whose per-client queues are bounded (a client that stops reading is dropped, never buffered for) |
 //! | `GET /metrics` | Prometheus metrics (added by the binary, which installs the recorder; on the operations port when there is one) |
 //! | `GET /health/live`, `/health/ready`, `/health/startup` (and `/livez`, `/readyz`) | Kubernetes probes, `application/health+json` |

@@ -332,5 +332,10 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "bulkheads": [bulkhead_status(&state.api_bulkhead), bulkhead_status(&state.admin_bulkhead)],
         "requests_in_flight": state.requests.as_ref().map(limiter_status),
         "overload": overload_status(&state.overload),
+        // What a soak watches for leaks: tasks alive on this runtime (connections, WebSocket
+        // clients, timers), which must come back down when the clients go.
+        "runtime": {
+            "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        },
     }))
 }

@@ -124,6 +124,11 @@ async fn flaky_fails_and_heals_on_demand() {
     let status = client.get(&server.url("/admin/status")).await.json();
     assert_eq!(status["dependency"]["status"], "failing");
     assert_eq!(status["dependency"]["failures"], 1);
+    // At least the task serving this very request.
+    assert!(
+        status["runtime"]["alive_tasks"].as_u64() >= Some(1),
+        "{status}"
+    );
 
     assert_eq!(
         client
