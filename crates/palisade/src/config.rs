@@ -51,7 +51,7 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[request_id]` | [`palisade_request_id::RequestIdConfig`] | request ids (its `span_level` applies when the telemetry layer opens no server span: that span names the request id, so the stack opens one span per request, not two) |
 /// | `[telemetry]` | [`palisade_telemetry::TelemetryConfig`] | request spans and HTTP metrics |
 /// | `[security_headers]` | [`palisade_security_headers::SecurityHeadersConfig`] | response security headers |
-/// | `[request_guard]` | [`RequestGuardConfig`] | hostile request targets refused before routing |
+/// | `[request_guard]` | [`RequestGuardConfig`] | hostile request targets refused before any handler |
 /// | `[health]` | [`HealthConfig`] | probe paths, details, overload policy |
 /// | `[rate_limit]` | [`RateLimitConfig`] | per-client rate limits; off until a policy is defined |
 /// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
@@ -76,7 +76,7 @@ pub struct PalisadeConfig {
     pub telemetry: TelemetryConfig,
     /// Security headers.
     pub security_headers: SecurityHeadersConfig,
-    /// Hostile request targets refused before routing.
+    /// Hostile request targets refused before any handler.
     pub request_guard: RequestGuardConfig,
     /// Health probes.
     pub health: HealthConfig,

@@ -87,7 +87,7 @@ impl Guard {
                 %path,
                 request_id,
                 suppressed,
-                "request would be refused before routing (observe-only, served)"
+                "request would be refused (observe-only, served)"
                 );
             }
             return None;
@@ -104,7 +104,7 @@ impl Guard {
                 %path,
                 request_id,
                 suppressed,
-                "request refused before routing"
+                "request refused"
             );
         }
         let location = match finding {

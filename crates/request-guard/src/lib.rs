@@ -13,8 +13,9 @@
 //! - **Checks the decoded bytes.** `.`, `%2e` and `%2E` are the same dot; `%c0%ae` is judged as
 //!   the bytes it decodes to (invalid, overlong UTF-8). An allowed `%2f` still ends a segment for
 //!   the dot-segment check, so it cannot hide a `..`.
-//! - **Runs before routing** when applied outside the router (see below), so no route, extractor
-//!   or fallback sees a refused request.
+//! - **Runs before any handler**: as the outermost layer of `Router::layer` (as Palisade's preset
+//!   applies it), only the router's path match comes first; applied outside the router (see
+//!   below), it runs before routing, and no route, extractor or fallback sees a refused request.
 //! - **Answers with a 4xx problem document.** Every refusal is an RFC 9457
 //!   `application/problem+json` response naming the [`Reason`] (400, 404 for deny patterns, 414
 //!   for length limits; 501 with `Allow` for methods outside the allow-list), never a 500.
@@ -30,8 +31,11 @@
 //!
 //! # Placing it outside the router
 //!
-//! `Router::layer` wraps each route *after* the router has chosen it. To check the target first,
-//! wrap the whole router and hand the result to an outer router as its only service:
+//! `Router::layer` wraps each route *after* the router has chosen it: as the outermost layer
+//! there, the guard still runs before every extractor, handler and inner layer, and costs
+//! nothing more. To check the target before the router matches it at all, wrap the whole router
+//! and hand the result to an outer router as its only service (axum boxes and clones once more
+//! per request for the second router, about 2 000 instructions):
 //!
 //! ```
 //! use axum::{Router, body::Body, extract::Path, routing::get};
