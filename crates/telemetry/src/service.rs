@@ -56,7 +56,7 @@ impl<S> Telemetry<S> {
     palisade_core::inner_service_accessors!();
 }
 
-/// Creates the server span at `$level`. Field values are evaluated only when the subscriber
+/// Creates the server span at `$level`. Field values are evaluated only when a subscriber
 /// enables the span, so a disabled span costs one callsite check.
 macro_rules! server_span {
     ($level:expr, $settings:ident, $request:ident, $method:ident, $https:ident, $route:ident, $server:ident) => {
@@ -123,6 +123,12 @@ fn server_span<B>(
     https: bool,
     route: &RouteLabel,
 ) -> Span {
+    // With no subscriber at all every span is disabled, yet `tracing`'s `log` fallback (which
+    // tower switches on) evaluates each field of a disabled span for a `log` record: about 1 100
+    // instructions per request for nothing. No subscriber, no span.
+    if !tracing::dispatcher::has_been_set() {
+        return Span::none();
+    }
     let route = route.is_matched().then(|| route.as_str());
     // Host and port come from one parse, made only when the span is enabled.
     let server = std::cell::OnceCell::new();
