@@ -9,6 +9,26 @@ use std::{
 
 use crate::scenario::ServerArgs;
 
+/// The address a server announces on its first line of stdout (`listening on 127.0.0.1:8080`,
+/// or `listening on http://...` as the example prints it); the rest of its output is read and
+/// dropped, since a pipe nobody drains would stop the server at its first write once full.
+///
+/// # Errors
+///
+/// What the server said instead, quoted.
+pub fn listening_address(child: &mut Child) -> Result<SocketAddr, String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    line.trim()
+        .strip_prefix("listening on ")
+        .map(|a| a.strip_prefix("http://").unwrap_or(a))
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{line:?}"))
+}
+
 /// The machine's cores, counted once before [`pin_generator`] narrows this process's affinity
 /// (after which the standard library would report one). The server runs on core 0 and the
 /// generator on core 1 when there are two or more.
@@ -94,19 +114,8 @@ impl ServerProcess {
         let mut child = command
             .spawn()
             .map_err(|e| format!("start {}: {e}", binary.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        // Whatever the server prints next (the example's tips, its logs) is read and dropped: a
-        // pipe nobody drains would stop the server at its first write once full.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .map(|a| a.strip_prefix("http://").unwrap_or(a))
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("{} said {line:?}", binary.display()));
+        let addr = listening_address(&mut child)
+            .map_err(|said| format!("{} said {said}", binary.display()));
         match addr {
             Ok(addr) => Ok(Self { child, addr }),
             Err(e) => {

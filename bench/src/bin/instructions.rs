@@ -18,11 +18,13 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
     time::Duration,
 };
+
+use palisade_bench::process::listening_address;
 
 const FEW: u64 = 500;
 const MANY: u64 = 2_500;
@@ -64,17 +66,8 @@ fn count(server: &[String], path: &str, requests: u64, out: &Path) -> Result<u64
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("valgrind: {e} (is it installed?)"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
-    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .map(|a| a.strip_prefix("http://").unwrap_or(a).to_owned())
-        .ok_or_else(|| format!("the server said {line:?}"))?;
-    let driven = drive(&addr, path, requests);
+    let addr = listening_address(&mut child).map_err(|said| format!("the server said {said}"))?;
+    let driven = drive(addr, path, requests);
     // SIGINT: callgrind writes its counts as the server exits.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -85,7 +78,7 @@ fn count(server: &[String], path: &str, requests: u64, out: &Path) -> Result<u64
 }
 
 /// `requests` requests, one after another, on one keep-alive connection.
-fn drive(addr: &str, path: &str, requests: u64) -> Result<(), String> {
+fn drive(addr: SocketAddr, path: &str, requests: u64) -> Result<(), String> {
     let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))

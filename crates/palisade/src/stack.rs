@@ -328,7 +328,6 @@ fn rate_limit_backend_check(
     Some(check.on_demand(Duration::from_millis(250)))
 }
 
-/// The layer when it is `on`, built by `build`, its error keyed under `section`.
 /// `[request_id]`, with one span per request: when the telemetry layer opens the server span,
 /// that span names the request id (it reads it from the request), and a request id span around
 /// it would only repeat the id, at the cost of a span per request.
@@ -341,6 +340,7 @@ fn request_id_config(config: &PalisadeConfig) -> RequestIdConfig {
     request_id
 }
 
+/// The layer when it is `on`, built by `build`, its error keyed under `section`.
 fn layer<T>(
     on: bool,
     section: &str,

@@ -289,4 +289,34 @@ mod tests {
         assert_eq!(line["span"]["name"], "HTTP request");
         assert!(line["span"].get("url.path").is_none(), "{line}");
     }
+
+    /// Records after the start: the trace id reaches the line, the status does not.
+    #[test]
+    fn later_records_pass_only_for_the_trace_id() {
+        let capture = LogCapture::default();
+        let writer = capture.clone();
+        let logger = TracingConfig::default()
+            .log_layer(move || writer.clone())
+            .unwrap();
+        let subscriber = tracing_subscriber::Registry::default().with(logger);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                target: "palisade_telemetry",
+                "HTTP request",
+                url.path = "/items",
+                request_id = tracing::field::display("abc"),
+                http.response.status_code = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            );
+            span.record("http.response.status_code", 200);
+            span.record("trace_id", tracing::field::display("4bf92f3577b34da6"));
+            span.in_scope(|| tracing::info!("recorded"));
+        });
+        let line = capture.text();
+        assert!(
+            line.contains("HTTP request{request_id=abc trace_id=4bf92f3577b34da6}: "),
+            "{line}"
+        );
+        assert!(!line.contains("status_code"), "{line}");
+    }
 }
