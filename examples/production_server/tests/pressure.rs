@@ -19,15 +19,27 @@ mod support;
 
 const NOFILE: u32 = 256;
 
-/// The server's descriptor ratio, as its monitor last read it.
-async fn fd_ratio(client: &Client, ops: &str) -> f64 {
+/// The first sample of `metric` (a name with its labels) the server exports, if any.
+async fn metric(client: &Client, ops: &str, metric: &str) -> Option<f64> {
     let metrics = client.get(&format!("{ops}/metrics")).await.text();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("palisade_overload_resource_ratio{resource=\"fds\"} "))
-        .expect("the fds ratio is exported")
-        .parse()
-        .unwrap()
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(metric)?;
+        let value = value.strip_prefix(' ').or_else(|| {
+            // A name without labels matches the labelled series too.
+            value
+                .starts_with('{')
+                .then(|| value.rsplit_once(' ').map(|(_, v)| v))?
+        })?;
+        value.trim().parse().ok()
+    })
+}
+
+/// A resource's ratio, as the server's monitor last read it.
+async fn ratio(client: &Client, ops: &str, resource: &str) -> f64 {
+    let name = format!("palisade_overload_resource_ratio{{resource=\"{resource}\"}}");
+    metric(client, ops, &name)
+        .await
+        .unwrap_or_else(|| panic!("the {resource} ratio is exported"))
 }
 
 /// `GET path` on an open connection with `priority`: the status and the response head.
@@ -82,12 +94,12 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
     })
     .await;
     eventually("a first descriptor reading", async || {
-        fd_ratio(&client, &ops).await > 0.0
+        ratio(&client, &ops, "fds").await > 0.0
     })
     .await;
     // Idle connections up to 96 % of the limit, counted from what the server holds already.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let open = (fd_ratio(&client, &ops).await * f64::from(NOFILE)).round() as u32;
+    let open = (ratio(&client, &ops, "fds").await * f64::from(NOFILE)).round() as u32;
     let target = f64::from(NOFILE) * 0.96;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let needed = (target as u32).saturating_sub(open);
@@ -167,21 +179,14 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
     .await;
     assert_eq!(status_of(&base, "/api/items", "sheddable").await, 200);
 
-    // Reports are added one at a time until the monitor sheds the lowest class...
-    let mut reports = Vec::new();
-    let hold = || {
-        let url = format!("{base}/api/report?mb=4&ms=10000");
-        tokio::spawn(async move { Client::new().get(&url).await.status.as_u16() })
-    };
-    let mut shedding = false;
-    for _ in 0..90 {
-        reports.push(hold());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if status_of(&base, "/api/items", "sheddable").await == 503 {
-            shedding = true;
-            break;
-        }
-    }
+    // Reports are added until the monitor sheds the lowest class...
+    let client = Client::new();
+    let mut reports = Reports::new(&base);
+    let shedding = reports
+        .climb(&client, &ops, 0.84, async || {
+            status_of(&base, "/api/items", "sheddable").await == 503
+        })
+        .await;
     assert!(shedding, "the lowest class is shed as memory passes 80 %");
     assert_eq!(
         status_of(&base, "/api/items", "critical").await,
@@ -192,22 +197,17 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
     if let Err(last) = readiness_names_memory(&ops).await {
         panic!("readiness never named memory within 10 s; last answer: {last}");
     }
-    // ...then until it refuses everything but CriticalPlus and readiness fails.
-    let mut refusing = false;
-    for _ in 0..90 {
-        reports.push(hold());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // Readiness, on the operations port: at critical the public port stops accepting.
-        if Client::new()
-            .get(&format!("{ops}/health/ready"))
-            .await
-            .status
-            == 503
-        {
-            refusing = true;
-            break;
-        }
-    }
+    // ...then until it refuses everything but CriticalPlus and readiness fails (read on the
+    // operations port: at critical the public port stops accepting).
+    let refusing = reports
+        .climb(&client, &ops, 0.96, async || {
+            Client::new()
+                .get(&format!("{ops}/health/ready"))
+                .await
+                .status
+                == 503
+        })
+        .await;
     assert!(refusing, "readiness fails from 95 %");
     let (status, response_head) = raw_get(&mut early, "/api/items", "critical").await;
     assert_eq!(status, 503, "new work is refused: {response_head}");
@@ -220,19 +220,13 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
             .status,
         200
     );
-    let ratio = Client::new().get(&format!("{ops}/metrics")).await.text();
-    let ratio: f64 = ratio
-        .lines()
-        .find_map(|l| l.strip_prefix("palisade_overload_resource_ratio{resource=\"memory\"} "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(ratio < 1.1, "shedding held it near the budget: {ratio}");
+    let memory = ratio(&client, &ops, "memory").await;
+    assert!(memory < 1.1, "shedding held it near the budget: {memory}");
 
     // The reports finish (a last one sent as the level turned may have been refused at once),
     // their memory goes back, and the server recovers by itself.
     let mut completed = 0;
-    for report in reports {
+    for report in reports.held {
         match report.await.unwrap() {
             200 => completed += 1,
             503 => {}
@@ -251,6 +245,63 @@ async fn near_its_memory_limit_it_sheds_low_priority_first_then_refuses_and_reco
     sigterm(&child);
     let _ = child.wait().await;
     drop(cgroup);
+}
+
+/// Memory-hungry requests the test holds open: `/api/report` keeps 4 MiB for 10 s.
+struct Reports {
+    url: String,
+    held: Vec<tokio::task::JoinHandle<u16>>,
+}
+
+impl Reports {
+    /// 4 MiB of the 256 MiB limit.
+    const SHARE: f64 = 4.0 / 256.0;
+
+    fn new(base: &str) -> Self {
+        let url = format!("{base}/api/report?mb=4&ms=10000");
+        Self {
+            url,
+            held: Vec::new(),
+        }
+    }
+
+    /// Adds reports towards `target` (a memory ratio) until `done`; false if it never is. Each
+    /// round adds what the last reading says is missing, then waits until the server holds every
+    /// report still open and its monitor (every 50 ms) has sampled them, so the climb takes a
+    /// second or two whatever this machine's speed: well inside the 10 s a report lasts, and
+    /// without overshooting a level on a stale reading.
+    async fn climb(
+        &mut self,
+        client: &Client,
+        ops: &str,
+        target: f64,
+        mut done: impl AsyncFnMut() -> bool,
+    ) -> bool {
+        for _ in 0..40 {
+            if done().await {
+                return true;
+            }
+            let missing = ((target - ratio(client, ops, "memory").await) / Self::SHARE).ceil();
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            for _ in 0..(missing.max(1.0) as usize) {
+                let url = self.url.clone();
+                self.held.push(tokio::spawn(async move {
+                    Client::new().get(&url).await.status.as_u16()
+                }));
+            }
+            for _ in 0..100 {
+                let open = self.held.iter().filter(|r| !r.is_finished()).count();
+                let in_flight = metric(client, ops, "palisade_concurrency_in_flight").await;
+                #[allow(clippy::cast_precision_loss)]
+                if in_flight.is_some_and(|n| n >= open as f64) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        false
+    }
 }
 
 /// Polls readiness every 50 ms for up to 10 s until it names memory and its ratio: a warning
@@ -282,10 +333,12 @@ async fn start_under_a_memory_limit()
     let env = [
         ("MALLOC_MMAP_THRESHOLD_", "131072"),
         ("PALISADE_OVERLOAD__INTERVAL", "0.05"),
-        // Room for every report in flight: memory, not the demo's small in-flight limit or the
-        // api bulkhead, is what this test presses on.
+        // Room for every report in flight: memory, not the demo's small in-flight limit, the api
+        // bulkhead or the per-client rate limit (the test is one client sending dozens of
+        // reports at once), is what this test presses on.
         ("PALISADE_CONCURRENCY__MAX_IN_FLIGHT", "1000"),
         ("PALISADE_BULKHEADS__API__MAX_CONCURRENT", "500"),
+        ("PALISADE_RATE_LIMIT__POLICIES__PER_IP__BURST", "1000"),
     ];
     let cgroup = MemoryCgroup::create(LIMIT);
     let (child, base, ops, _logs) = if let Some(cgroup) = &cgroup {
