@@ -39,7 +39,7 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasher, BuildHasherDefault, Hasher},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     sync::{Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -282,10 +282,16 @@ impl LocalStore {
         match ip {
             // `Key`'s `Hash` writes exactly this word for an IPv4 key (and `hash_one` of a `u64`
             // is one `write_u64`), so both paths give a client one budget.
-            Some(IpAddr::V4(v4)) => self.hasher.hash_one(crate::key::ipv4_word(v4)),
+            Some(IpAddr::V4(v4)) => self.hash_ipv4(v4),
             Some(ip) => self.hash(&Key::ip(ip)),
             None => self.hash(&crate::key::UNKNOWN_CLIENT),
         }
+    }
+
+    /// The hash of an IPv4 client's key, as [`Self::hash_ip`] gives it.
+    #[inline]
+    pub(crate) fn hash_ipv4(&self, v4: Ipv4Addr) -> u64 {
+        self.hasher.hash_one(crate::key::ipv4_word(v4))
     }
 
     pub(crate) fn policy(&self, index: usize) -> &PolicyStore {

@@ -203,6 +203,11 @@ async fn keys_separate_clients_and_group_ipv6_prefixes() {
         send_from(&app, "/", "192.0.2.1", &[]).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+    // The same client seen by a dual-stack listener: its budget, not a new one.
+    assert_eq!(
+        send_from(&app, "/", "::ffff:192.0.2.1", &[]).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(
         send_from(&app, "/", "192.0.2.2", &[]).await.status(),
         StatusCode::OK
