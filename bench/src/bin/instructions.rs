@@ -14,7 +14,9 @@
 //! The answer is the difference of the two counts of the thread that served the connection (the
 //! runtime's worker, callgrind's second thread), over 2 000: startup, the accept loop and the
 //! shutdown cancel out. The server must print `listening on <addr>` first; environment
-//! variables pass through (the preset's `PALISADE_*` overrides switch layers off).
+//! variables pass through (the preset's `PALISADE_*` overrides switch layers off). With
+//! `INSTRUCTIONS_KEEP` set, the callgrind files stay in the directory it names on stderr, for
+//! `callgrind_annotate`.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -52,7 +54,11 @@ fn run() -> Result<u64, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let few = count(&server, &path, FEW, &dir.join("few"))?;
     let many = count(&server, &path, MANY, &dir.join("many"))?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("INSTRUCTIONS_KEEP").is_some() {
+        eprintln!("callgrind files kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(many.saturating_sub(few) / (MANY - FEW))
 }
 
