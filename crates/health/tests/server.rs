@@ -204,7 +204,9 @@ async fn sigterm_fails_readiness_first_then_refuses_connections_and_drains() {
         .overload_state(OverloadState::new())
         .build()
         .unwrap();
-    let delay = Duration::from_millis(300);
+    // Long enough for the probes and the request below on a busy machine: all of them must
+    // happen while the drain is still propagating.
+    let delay = Duration::from_secs(2);
     let drain = Drain::new(
         health.handle(),
         DrainConfig {

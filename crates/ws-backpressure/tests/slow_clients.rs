@@ -25,9 +25,11 @@ use tokio::{
 };
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message as ClientMessage};
 
-const HIGH_WATER: usize = 256 * 1024;
+/// A third of a second of the hub's 3.2 MB/s: the slack a fast reader has before its queue is
+/// full, so a test machine that stalls a reader task for a moment does not make it "slow".
+const HIGH_WATER: usize = 1024 * 1024;
 const MESSAGE: usize = 16 * 1024;
-const THRESHOLD: Duration = Duration::from_millis(500);
+const THRESHOLD: Duration = Duration::from_millis(1500);
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(100);
 const SOCKET_BUFFER: u32 = 16 * 1024;
 /// Messages published in the hub test: 16 KiB every 5 ms (3.2 MB/s per client) for 2 s.
@@ -189,7 +191,7 @@ async fn check_disconnected_at_threshold(
     // The verdict comes at the threshold; the writer then tries the close frame for at most
     // CLOSE_TIMEOUT (the stalled socket cannot take it) before dropping the socket.
     assert!(
-        after >= THRESHOLD && after <= THRESHOLD + CLOSE_TIMEOUT + Duration::from_millis(250),
+        after >= THRESHOLD && after <= THRESHOLD + CLOSE_TIMEOUT + Duration::from_secs(1),
         "disconnected {after:?} after the queue went above high water"
     );
     peak
@@ -231,9 +233,10 @@ async fn a_stalled_client_is_disconnected_while_fast_clients_get_everything() {
         .map(|client| tokio::spawn(read_all_in_order(client, MESSAGES - 1)))
         .collect();
 
-    // The resuming client reads nothing for 300 ms (it gets backpressured), then reads again.
+    // The resuming client reads nothing for 700 ms (its queue passes high water after about
+    // 350 ms), then reads again, long before the threshold.
     let resumed = tokio::spawn(async move {
-        sleep(Duration::from_millis(300)).await;
+        sleep(Duration::from_millis(700)).await;
         let mut received = 0;
         while let Some(Ok(message)) = resuming.next().await {
             if seq_of(&message) == Some(MESSAGES - 1) {

@@ -445,11 +445,17 @@ async fn one_client_is_rate_limited_with_429_and_the_ietf_fields() {
     let (server, client, _state) = start().await;
     // The example allows each client IP 20 requests a second with bursts of 40.
     let mut statuses = Vec::new();
-    for _ in 0..60 {
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
         statuses.push(client.get(&server.url("/api/items")).await);
     }
+    // The burst, plus one request for every 50 ms the loop took (more on a slow machine).
+    let refilled = usize::try_from(started.elapsed().as_millis() / 50 + 1).unwrap_or(usize::MAX);
     let ok = statuses.iter().filter(|r| r.status == 200).count();
-    assert!((40..=45).contains(&ok), "{ok} admitted of 60");
+    assert!(
+        (40..=40 + refilled).contains(&ok),
+        "{ok} admitted of 100 (+{refilled} refilled)"
+    );
     let limited = statuses.iter().find(|r| r.status == 429).expect("a 429");
     assert_eq!(limited.json()["reason"], "quota_exceeded");
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
