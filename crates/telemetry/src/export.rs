@@ -33,6 +33,7 @@ use tracing_subscriber::{
 use crate::{
     error::TelemetryError,
     log_fields::ServerSpanLog,
+    log_format::{ContextJson, ContextText},
     metrics::{EXPORT_FAILURES, SPAN_QUEUE, SPANS_DROPPED, SPANS_EXPORTED, describe_export},
 };
 
@@ -222,10 +223,12 @@ pub struct TracingConfig {
     /// `false`: the server span's location would be this crate's.
     pub span_locations: bool,
     /// Whether lines logged inside a request show every attribute of the server span. Default
-    /// `false`: the logger shows the server span as `HTTP request{request_id=.. trace_id=..}`,
-    /// the two fields that join a line to its request and its trace; the other attributes are
-    /// for the trace exporter and the access log. Formatting all of them costs about 16 000
-    /// instructions per request, whether or not the request logs anything.
+    /// `false`: lines show `HTTP request{request_id=.. trace_id=..}`, the two fields that join
+    /// a line to its request and its trace; the other attributes are for the trace exporter and
+    /// the access log. Formatting all of them costs about 16 000 instructions per request,
+    /// whether or not the request logs anything. With export off (`enabled = false`) and this
+    /// `false`, the logger names the request from the current request id and does not ask for
+    /// the server span, so no span is made per request unless another layer wants one.
     pub log_span_attributes: bool,
 }
 
@@ -724,6 +727,15 @@ impl TracingConfig {
         let filter = EnvFilter::try_new(&self.log_filter)
             .map_err(|e| ConfigError::new("tracing.log_filter", e.to_string()))?;
         let all = self.log_span_attributes;
+        // With no spans exported, the logger names a line's request from the current request
+        // id and does not ask for the server span: unless another layer does, no span is made
+        // per request (see `log_format`). Exported, the span exists anyway and the logger shows
+        // it with its trace id.
+        let context_only = !all && !self.enabled;
+        let filter = filter_fn(move |meta| {
+            !(context_only && meta.is_span() && meta.target() == crate::service::TARGET)
+        })
+        .and(filter);
         Ok(match self.log_format {
             LogFormat::Text => {
                 let logger = tracing_subscriber::fmt::layer()
@@ -732,7 +744,9 @@ impl TracingConfig {
                 if all {
                     logger.with_filter(filter).boxed()
                 } else {
-                    ServerSpanLog::text(logger).with_filter(filter).boxed()
+                    ServerSpanLog::text(logger.event_format(ContextText::new()))
+                        .with_filter(filter)
+                        .boxed()
                 }
             }
             LogFormat::Json => {
@@ -745,7 +759,9 @@ impl TracingConfig {
                 if all {
                     logger.with_filter(filter).boxed()
                 } else {
-                    ServerSpanLog::json(logger).with_filter(filter).boxed()
+                    ServerSpanLog::json(logger.event_format(ContextJson::new()))
+                        .with_filter(filter)
+                        .boxed()
                 }
             }
         })
@@ -1108,21 +1124,28 @@ impl TracingGuard {
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
-        self.tracer.clone().map(|tracer| {
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_tracked_inactivity(false)
-                .with_threads(false)
-                .with_location(self.span_locations)
-                .with_filter(
-                    filter_fn(|meta| !(meta.is_span() && meta.target() == "palisade_request_id"))
-                        .and(
-                            // Checked by `TracingConfig::validate`.
-                            EnvFilter::try_new(&self.span_filter)
-                                .unwrap_or_else(|_| EnvFilter::new("info")),
-                        ),
-                )
-        })
+        // Off, the layer is filtered to nothing rather than absent: an absent (`None`) layer
+        // counts as one that wants every span, so the server span would still be made for it.
+        let exporting = self.tracer.is_some();
+        self.tracer
+            .clone()
+            .map(|tracer| {
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_tracked_inactivity(false)
+                    .with_threads(false)
+                    .with_location(self.span_locations)
+            })
+            .with_filter(
+                filter_fn(move |meta| {
+                    exporting && !(meta.is_span() && meta.target() == "palisade_request_id")
+                })
+                .and(
+                    // Checked by `TracingConfig::validate`.
+                    EnvFilter::try_new(&self.span_filter)
+                        .unwrap_or_else(|_| EnvFilter::new("info")),
+                ),
+            )
     }
 
     /// The OpenTelemetry tracer, for code that uses the OpenTelemetry API directly.

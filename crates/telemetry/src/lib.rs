@@ -151,6 +151,7 @@ mod extract;
 mod future;
 mod layer;
 mod log_fields;
+mod log_format;
 pub mod metrics;
 mod prometheus;
 pub mod propagation;
