@@ -23,9 +23,11 @@ async fn logged(config: PalisadeConfig, tracing: &TracingConfig) -> String {
     // As `TracingConfig::init` composes them: the logger, then the exporter's layer (which does
     // nothing with export off; with it on, these tests leave the exporter out).
     let exporter = (!tracing.enabled).then(|| tracing.build().unwrap());
-    let subscriber = tracing_subscriber::Registry::default()
-        .with(logger)
-        .with(exporter.as_ref().map(palisade::telemetry::TracingGuard::layer));
+    let subscriber = tracing_subscriber::Registry::default().with(logger).with(
+        exporter
+            .as_ref()
+            .map(palisade::telemetry::TracingGuard::layer),
+    );
     // This thread's subscriber: the current-thread runtime polls the request here.
     let _default = tracing::subscriber::set_default(subscriber);
     // Forget what the cases before wanted (their subscribers are gone).
@@ -93,14 +95,20 @@ async fn exported_one_span_names_the_request_and_nothing_else() {
         "{handler}"
     );
     assert!(handler.contains("in_span=true"), "{handler}");
-    assert!(!handler.contains("request{request_id=req-1}:HTTP"), "{handler}");
+    assert!(
+        !handler.contains("request{request_id=req-1}:HTTP"),
+        "{handler}"
+    );
     assert!(!handler.contains("url.path"), "{handler}");
 }
 
 async fn not_exported_no_span_is_made_and_lines_read_the_same() {
     let text = logged(PalisadeConfig::default(), &not_exporting()).await;
     let handler = line(&text, "inside the handler");
-    assert!(handler.contains("in_span=false"), "a span per request: {handler}");
+    assert!(
+        handler.contains("in_span=false"),
+        "a span per request: {handler}"
+    );
     assert!(
         handler.contains(" INFO HTTP request{request_id=req-1}: log_context: inside the handler"),
         "{handler}"

@@ -165,7 +165,8 @@ where
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::with_capacity(256);
-        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
         // `{...}\n`: the object gets one more entry before its closing brace.
         let Some(object) = line.trim_end().strip_suffix('}') else {
             return writer.write_str(&line);
