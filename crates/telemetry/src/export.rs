@@ -25,7 +25,7 @@ use palisade_core::ConfigError;
 use tracing::Subscriber;
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::{FilterExt, filter_fn},
+    filter::{FilterExt, LevelFilter, filter_fn},
     layer::SubscriberExt,
     registry::LookupSpan,
 };
@@ -732,9 +732,14 @@ impl TracingConfig {
         // per request (see `log_format`). Exported, the span exists anyway and the logger shows
         // it with its trace id.
         let context_only = !all && !self.enabled;
+        // The `EnvFilter`'s level as the hint: an unhinted filter function would make the
+        // pair's hint "anything", and every `debug!` in the process would be checked at its
+        // call site instead of against the global level.
+        let hint = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
         let filter = filter_fn(move |meta| {
             !(context_only && meta.is_span() && meta.target() == crate::service::TARGET)
         })
+        .with_max_level_hint(hint)
         .and(filter);
         Ok(match self.log_format {
             LogFormat::Text => {
@@ -1127,6 +1132,15 @@ impl TracingGuard {
         // Off, the layer is filtered to nothing rather than absent: an absent (`None`) layer
         // counts as one that wants every span, so the server span would still be made for it.
         let exporting = self.tracer.is_some();
+        // Checked by `TracingConfig::validate`.
+        let spans =
+            EnvFilter::try_new(&self.span_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+        // Off, the hint says so: nothing this layer could want raises the global level.
+        let hint = if exporting {
+            spans.max_level_hint().unwrap_or(LevelFilter::TRACE)
+        } else {
+            LevelFilter::OFF
+        };
         self.tracer
             .clone()
             .map(|tracer| {
@@ -1140,11 +1154,8 @@ impl TracingGuard {
                 filter_fn(move |meta| {
                     exporting && !(meta.is_span() && meta.target() == "palisade_request_id")
                 })
-                .and(
-                    // Checked by `TracingConfig::validate`.
-                    EnvFilter::try_new(&self.span_filter)
-                        .unwrap_or_else(|_| EnvFilter::new("info")),
-                ),
+                .with_max_level_hint(hint)
+                .and(spans),
             )
     }
 
@@ -1475,6 +1486,22 @@ mod tests {
         assert!(!guard.is_enabled());
         assert!(guard.tracer().is_none());
         assert_eq!(guard.stats().exported, 0);
+    }
+
+    #[test]
+    fn with_export_off_the_subscriber_keeps_the_log_filter_level() {
+        // The global level `debug!` call sites are checked against first: it must stay the log
+        // filter's, not become "anything" because of the filters this crate adds.
+        let config = TracingConfig {
+            enabled: false,
+            log_filter: "info".to_owned(),
+            ..TracingConfig::default()
+        };
+        let guard = config.build().unwrap();
+        let subscriber = Registry::default()
+            .with(config.log_layer(std::io::sink).unwrap())
+            .with(guard.layer());
+        assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::INFO));
     }
 
     #[cfg(feature = "otlp-grpc")]
