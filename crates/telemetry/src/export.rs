@@ -691,6 +691,12 @@ impl TracingConfig {
     /// [`log_format`](Self::log_format), filtered by [`log_filter`](Self::log_filter). For a
     /// subscriber of your own (add [`TracingGuard::layer`] beside it), or to capture lines.
     ///
+    /// [`enabled`](Self::enabled) tells it whether the subscriber exports spans. `false`: it
+    /// names a line's request from the current request id and does not ask for the server span
+    /// (unless `log_filter` has a span directive). With an OpenTelemetry layer of your own in the
+    /// subscriber, build the logger from a configuration with `enabled = true` (it needs no
+    /// [`build`](Self::build)), so that it shows the server span and its `trace_id`.
+    ///
     /// ```
     /// use palisade_telemetry::{LogFormat, TracingConfig};
     /// use tracing_subscriber::layer::SubscriberExt;
@@ -731,13 +737,15 @@ impl TracingConfig {
         // id and does not ask for the server span: unless another layer does, no span is made
         // per request (see `log_format`). Exported, the span exists anyway and the logger shows
         // it with its trace id.
-        let context_only = !all && !self.enabled;
+        // A span directive in the log filter (`[HTTP request{...}]=debug`) needs the span.
+        let context_only = !all && !self.enabled && !self.log_filter.contains('[');
         // The `EnvFilter`'s level as the hint: an unhinted filter function would make the
         // pair's hint "anything", and every `debug!` in the process would be checked at its
         // call site instead of against the global level.
         let hint = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+        // The level check keeps the hint true (`tracing-subscriber` asserts it).
         let filter = filter_fn(move |meta| {
-            !(context_only && meta.is_span() && meta.target() == crate::service::TARGET)
+            *meta.level() <= hint && !(context_only && crate::service::is_server_span(meta))
         })
         .with_max_level_hint(hint)
         .and(filter);
@@ -1152,7 +1160,9 @@ impl TracingGuard {
             })
             .with_filter(
                 filter_fn(move |meta| {
-                    exporting && !(meta.is_span() && meta.target() == "palisade_request_id")
+                    exporting
+                        && *meta.level() <= hint
+                        && !(meta.is_span() && meta.target() == "palisade_request_id")
                 })
                 .with_max_level_hint(hint)
                 .and(spans),
@@ -1486,6 +1496,49 @@ mod tests {
         assert!(!guard.is_enabled());
         assert!(guard.tracer().is_none());
         assert_eq!(guard.stats().exported, 0);
+    }
+
+    /// Spans go nowhere.
+    #[derive(Debug)]
+    struct Discard;
+
+    impl SpanExporter for Discard {
+        async fn export(&self, _batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_filter_stricter_than_the_span_filter_keeps_each_to_its_level() {
+        // Spans at `info`, logs at `warn`: the subscriber's level is `info`, so `info!` reaches
+        // the logger's filters, which must refuse it without breaking their level hint
+        // (`tracing-subscriber` asserts the hint in debug builds).
+        let config = TracingConfig {
+            log_filter: "warn".to_owned(),
+            span_filter: "info".to_owned(),
+            log_to_stdout: false,
+            ..TracingConfig::default()
+        };
+        let guard = config.build_with_exporter(Discard).unwrap();
+        let captured = palisade_testkit::LogCapture::default();
+        let writer = captured.clone();
+        let subscriber = Registry::default()
+            .with(config.log_layer(move || writer.clone()).unwrap())
+            .with(guard.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            tracing::debug!("a debug line");
+            tracing::info!("an info line");
+            tracing::warn!("a warning");
+            tracing::info_span!(target: "palisade_telemetry", "HTTP request").in_scope(|| {});
+        });
+        let text = captured.text();
+        assert!(text.contains("a warning"), "{text}");
+        assert!(
+            !text.contains("info line") && !text.contains("debug line"),
+            "{text}"
+        );
+        let _ = guard.shutdown().await;
     }
 
     #[test]

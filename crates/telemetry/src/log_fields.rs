@@ -26,7 +26,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::service::TARGET;
+use crate::service::is_server_span;
 
 /// The field of the server span a log line keeps at the span's start.
 const KEPT: &str = "request_id";
@@ -63,10 +63,6 @@ impl<L> ServerSpanLog<L, JsonFields> {
             plain: false,
         }
     }
-}
-
-fn is_server_span(meta: &Metadata<'_>) -> bool {
-    meta.is_span() && meta.target() == TARGET
 }
 
 impl<S, L, N> Layer<S> for ServerSpanLog<L, N>

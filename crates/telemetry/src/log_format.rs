@@ -26,10 +26,8 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::service::TARGET;
+use crate::service::{SPAN_NAME as NAME, is_server_span};
 
-/// The name the context carries, the server span's.
-const NAME: &str = "HTTP request";
 /// The request id layer's own span (when the telemetry layer's is off).
 const REQUEST_ID_TARGET: &str = "palisade_request_id";
 
@@ -42,7 +40,9 @@ where
 {
     let id = RequestId::current()?;
     let named = ctx.event_scope().is_some_and(|mut scope| {
-        scope.any(|span| matches!(span.metadata().target(), TARGET | REQUEST_ID_TARGET))
+        scope.any(|span| {
+            is_server_span(span.metadata()) || span.metadata().target() == REQUEST_ID_TARGET
+        })
     });
     (!named).then_some(id)
 }
@@ -157,10 +157,13 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        // The line's `span` is its current span: the context stands in only where there is none.
-        let id = (event.parent().is_none() && ctx.lookup_current().is_none())
-            .then(|| context_id(ctx))
-            .flatten();
+        // The line's `span` is its current span, found as the JSON format finds it: the context
+        // stands in only where there is none.
+        let current = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        let id = current.is_none().then(|| context_id(ctx)).flatten();
         let Some(id) = id else {
             return self.inner.format_event(ctx, writer, event);
         };

@@ -30,6 +30,14 @@ use crate::{
 /// The tracing target of the server span.
 pub const TARGET: &str = "palisade_telemetry";
 
+/// The server span's name (the client span of `TracePropagationLayer` shares its target).
+pub(crate) const SPAN_NAME: &str = "HTTP request";
+
+/// Whether `meta` is the server span's.
+pub(crate) fn is_server_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && meta.target() == TARGET && meta.name() == SPAN_NAME
+}
+
 /// `error.type` when the response body fails after the head was sent.
 pub(crate) const BODY_ERROR: &str = "response_body_error";
 
