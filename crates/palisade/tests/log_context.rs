@@ -85,6 +85,7 @@ async fn lines_name_their_request() {
     not_exported_no_span_is_made_and_lines_read_the_same().await;
     not_exported_json_lines_name_the_request_as_their_span().await;
     without_telemetry_the_request_id_layer_names_the_request().await;
+    a_span_directive_in_the_log_filter_keeps_the_span().await;
 }
 
 async fn exported_one_span_names_the_request_and_nothing_else() {
@@ -161,4 +162,19 @@ async fn without_telemetry_the_request_id_layer_names_the_request() {
         assert!(handler.contains("request{request_id=req-1}: "), "{handler}");
         assert!(!handler.contains("HTTP request"), "{handler}");
     }
+}
+
+async fn a_span_directive_in_the_log_filter_keeps_the_span() {
+    // `[HTTP request]=debug`: debug lines inside the server span, which the filter must see.
+    let tracing = TracingConfig {
+        log_filter: "info,[HTTP request]=debug".to_owned(),
+        ..not_exporting()
+    };
+    let text = logged(PalisadeConfig::default(), &tracing).await;
+    let handler = line(&text, "inside the handler");
+    assert!(handler.contains("in_span=true"), "{handler}");
+    assert!(
+        handler.contains("HTTP request{request_id=req-1}: "),
+        "{handler}"
+    );
 }
