@@ -33,7 +33,7 @@ use tracing_subscriber::{
 use crate::{
     error::TelemetryError,
     log_fields::ServerSpanLog,
-    log_format::{ContextJson, ContextText},
+    log_format::{ContextJson, ContextText, json_format},
     metrics::{EXPORT_FAILURES, SPAN_QUEUE, SPANS_DROPPED, SPANS_EXPORTED, describe_export},
 };
 
@@ -765,9 +765,7 @@ impl TracingConfig {
             LogFormat::Json => {
                 let logger = tracing_subscriber::fmt::layer()
                     .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .event_format(json_format())
                     .with_writer(writer);
                 if all {
                     logger.with_filter(filter).boxed()

@@ -129,7 +129,16 @@ where
     }
 }
 
-/// `fmt`'s JSON line, with the request context as its `span` when it has no current span.
+/// The logger's JSON line: the event's fields at the top level, its current span under `span`.
+pub(crate) fn json_format() -> Format<Json> {
+    tracing_subscriber::fmt::format()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+}
+
+/// [`json_format`]'s line, with the request context as its `span` when it has no current span.
 pub(crate) struct ContextJson {
     inner: Format<Json>,
 }
@@ -137,11 +146,7 @@ pub(crate) struct ContextJson {
 impl ContextJson {
     pub(crate) fn new() -> Self {
         Self {
-            inner: tracing_subscriber::fmt::format()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false),
+            inner: json_format(),
         }
     }
 }

@@ -267,9 +267,9 @@ impl Reports {
 
     /// Adds reports towards `target` (a memory ratio) until `done`; false if it never is. Each
     /// round adds what the last reading says is missing, then waits until the server holds every
-    /// report still open and its monitor (every 50 ms) has sampled them, so the climb takes a
-    /// second or two whatever this machine's speed: well inside the 10 s a report lasts, and
-    /// without overshooting a level on a stale reading.
+    /// report still open and its monitor's reading has moved, so the climb takes a second or two
+    /// whatever this machine's speed: well inside the 10 s a report lasts, and without
+    /// overshooting a level on a stale reading.
     async fn climb(
         &mut self,
         client: &Client,
@@ -281,9 +281,11 @@ impl Reports {
             if done().await {
                 return true;
             }
-            let missing = ((target - ratio(client, ops, "memory").await) / Self::SHARE).ceil();
+            let before = ratio(client, ops, "memory").await;
+            let missing = ((target - before) / Self::SHARE).ceil();
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            for _ in 0..(missing.max(1.0) as usize) {
+            let added = missing.max(1.0) as usize;
+            for _ in 0..added {
                 let url = self.url.clone();
                 self.held.push(tokio::spawn(async move {
                     Client::new().get(&url).await.status.as_u16()
@@ -298,7 +300,17 @@ impl Reports {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            // Then until the monitor's reading shows the round (less one report, for what the
+            // allocator and the cgroup count differently); it falls short only when the server
+            // refused some of them, and then the wait ends after two seconds.
+            #[allow(clippy::cast_precision_loss)]
+            let expected = before + (added as f64 - 1.0) * Self::SHARE;
+            for _ in 0..100 {
+                if ratio(client, ops, "memory").await >= expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         false
     }
