@@ -6,6 +6,10 @@
 //! hello-world route). The stack is one tower `ServiceBuilder` applied with a single
 //! `Router::layer`; layers switched off become [`OptionalService::Off`], and the two response
 //! bodies are unified with `http_body_util::Either` instead of a box.
+//!
+//! A level still costs each request about 190 instructions (a match, a move of the response, a
+//! level of `Either` in every body call), so `Stack::apply` wraps only the layers that are off by
+//! default while every layer that is on by default is on.
 
 use std::{
     convert::Infallible,

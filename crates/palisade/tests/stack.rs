@@ -267,6 +267,48 @@ async fn layers_switched_off_are_absent() {
     assert_eq!(client.get(&server.url("/health/live")).await.status, 404);
 }
 
+/// The usual configuration gets a stack without switch levels and any other combination the
+/// general one (`Stack::apply`): from outside, the layers that are on behave the same in both.
+#[tokio::test]
+async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
+    let switched_off: [(&str, fn(&mut PalisadeConfig)); 3] = [
+        ("nothing", |_| {}),
+        ("timeout", |c| c.layers.timeout = false),
+        ("load_shed", |c| c.layers.load_shed = false),
+    ];
+    for (off, switch) in switched_off {
+        let mut config = PalisadeConfig::default();
+        config.limits.max_body_bytes = 16;
+        switch(&mut config);
+        let stack = small(config);
+        let hold = Hold::new();
+        let server = Running::start(app(&stack, &hold), stack.server()).await;
+        let client = Client::new();
+
+        let hello = client.get(&server.url("/")).await;
+        assert_eq!(hello.status, 200, "{off} off");
+        assert_marked(&hello, &format!("{off} off: hello"));
+        let probe = client.get(&server.url("/health/live")).await;
+        assert_eq!(probe.status, 200, "{off} off: probe");
+        let big = http::Request::post(server.url("/upload"))
+            .body(http_body_util::Full::from(vec![b'x'; 64]))
+            .unwrap();
+        let too_big = client.send(big).await;
+        assert_eq!(too_big.status, 413, "{off} off: body limit");
+        assert_marked(&too_big, &format!("{off} off: body limit"));
+        let request = "GET /a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let hostile =
+            palisade_testkit::raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(5))
+                .await;
+        assert!(hostile.starts_with("HTTP/1.1 400"), "{off} off: {hostile}");
+        assert!(hostile.contains("x-request-id: "), "{off} off: {hostile}");
+        assert!(
+            hostile.contains("x-content-type-options: nosniff"),
+            "{off} off: {hostile}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn hostile_targets_are_refused_before_routing_with_the_id_and_headers() {
     let stack = small(PalisadeConfig::default());
