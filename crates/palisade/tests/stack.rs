@@ -271,7 +271,8 @@ async fn layers_switched_off_are_absent() {
 /// general one (`Stack::apply`): from outside, the layers that are on behave the same in both.
 #[tokio::test]
 async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
-    let switched_off: [(&str, fn(&mut PalisadeConfig)); 3] = [
+    type SwitchOff = fn(&mut PalisadeConfig);
+    let switched_off: [(&str, SwitchOff); 3] = [
         ("nothing", |_| {}),
         ("timeout", |c| c.layers.timeout = false),
         ("load_shed", |c| c.layers.load_shed = false),
