@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeMap,
+    convert::identity,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -29,7 +30,7 @@ use palisade_request_id::{RequestIdConfig, RequestIdLayer};
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
 use tokio::net::{TcpListener, TcpStream};
-use tower::{Layer, ServiceBuilder};
+use tower::{Layer, ServiceBuilder, layer::util::Identity};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 
 use crate::{
@@ -469,24 +470,29 @@ pub struct Stack {
 }
 
 /// The preset's layers in the documented order, outermost first (`ServiceBuilder` lists them
-/// so): `$on` holds the layers on by default, each wrapped by `$wrap`; `$off` the two that are
-/// off by default (they need `[rate_limit]` or `[overload]`), always switchable.
+/// so): `$on` holds the layers on by default, each wrapped by `$wrap_on`; `$off` the two that
+/// are off by default (they need `[rate_limit]` or `[overload]`), each wrapped by `$wrap_off`.
 macro_rules! in_order {
-    ($on:ident, $off:ident, $wrap:path) => {
+    ($on:ident, $wrap_on:path, $off:ident, $wrap_off:path) => {
         ServiceBuilder::new()
-            .layer($wrap($on.request_id))
-            .layer($wrap($on.security_headers))
-            .layer($wrap($on.request_guard))
-            .layer(Optional($off.close_connections))
-            .layer($wrap($on.telemetry))
-            .layer($wrap($on.health))
-            .layer(Optional($off.rate_limit))
-            .layer($wrap($on.load_shed))
-            .layer($wrap($on.concurrency))
-            .layer($wrap($on.body_limit))
+            .layer($wrap_on($on.request_id))
+            .layer($wrap_on($on.security_headers))
+            .layer($wrap_on($on.request_guard))
+            .layer($wrap_off($off.close_connections))
+            .layer($wrap_on($on.telemetry))
+            .layer($wrap_on($on.health))
+            .layer($wrap_off($off.rate_limit))
+            .layer($wrap_on($on.load_shed))
+            .layer($wrap_on($on.concurrency))
+            .layer($wrap_on($on.body_limit))
             // Innermost: tower-http's timeout needs the router's own (defaultable) body.
-            .layer($wrap($on.timeout))
+            .layer($wrap_on($on.timeout))
     };
+}
+
+/// A layer known to be off, in a stack without switches: nothing at all.
+fn absent<L>(_: Option<L>) -> Identity {
+    Identity::new()
 }
 
 /// The layers that are on by default, all present: [`Stack::apply`]'s stack without switches.
@@ -537,13 +543,16 @@ impl Stack {
         //
         // Each `Optional` level costs every request a match, a move of the response and a level
         // of `Either` in every body call (about 190 instructions). Axum boxes the stack anyway,
-        // so the usual case, every layer that is on by default still on, gets a stack where only
-        // the layers off by default are switchable; any other combination gets the general one.
-        // The two are the same layers in the same order (`in_order!`).
+        // so the usual cases get stacks without them: every layer that is on by default on, and
+        // the two that are off by default either both off (the defaults) or switchable; any
+        // other combination gets the general stack. All are the same layers in the same order
+        // (`in_order!`).
         let layers = self.layers.clone();
-        match OnByDefault::all_on(&layers) {
-            Some(on) => router.layer(in_order!(on, layers, std::convert::identity)),
-            None => router.layer(in_order!(layers, layers, Optional)),
+        let defaults_off = layers.close_connections.is_none() && layers.rate_limit.is_none();
+        match (OnByDefault::all_on(&layers), defaults_off) {
+            (Some(on), true) => router.layer(in_order!(on, identity, layers, absent)),
+            (Some(on), false) => router.layer(in_order!(on, identity, layers, Optional)),
+            (None, _) => router.layer(in_order!(layers, Optional, layers, Optional)),
         }
     }
 

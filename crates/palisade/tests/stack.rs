@@ -267,20 +267,27 @@ async fn layers_switched_off_are_absent() {
     assert_eq!(client.get(&server.url("/health/live")).await.status, 404);
 }
 
-/// The usual configuration gets a stack without switch levels and any other combination the
-/// general one (`Stack::apply`): from outside, the layers that are on behave the same in both.
+/// The usual configurations get stacks without switch levels and any other combination the
+/// general one (`Stack::apply`): from outside, the layers that are on behave the same in all.
 #[tokio::test]
 async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
     type SwitchOff = fn(&mut PalisadeConfig);
-    let switched_off: [(&str, SwitchOff); 3] = [
+    let switched_off: [(&str, SwitchOff); 4] = [
         ("nothing", |_| {}),
+        ("nothing, a rate limit on,", |c| {
+            *c = PalisadeConfig::from_toml(
+                "[rate_limit]\ndefault_policies = [\"per_ip\"]\n\
+                 [rate_limit.policies.per_ip]\nrate = 1000\nperiod = 60\n",
+            )
+            .unwrap();
+        }),
         ("timeout", |c| c.layers.timeout = false),
         ("load_shed", |c| c.layers.load_shed = false),
     ];
     for (off, switch) in switched_off {
         let mut config = PalisadeConfig::default();
-        config.limits.max_body_bytes = 16;
         switch(&mut config);
+        config.limits.max_body_bytes = 16;
         let stack = small(config);
         let hold = Hold::new();
         let server = Running::start(app(&stack, &hold), stack.server()).await;
