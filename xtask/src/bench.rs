@@ -1,4 +1,4 @@
-//! `cargo xtask bench <scenario> [--quick] [--duration 24h]`: builds the load harness and the servers under test in
+//! `cargo xtask bench <scenario> [--quick] [--rounds N] [--duration 24h]`: builds the load harness and the servers under test in
 //! release mode and runs the scenario. Output: a markdown table on stdout, and
 //! `target/bench/<scenario>.json` and `.svg`.
 

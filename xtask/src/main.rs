@@ -18,7 +18,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci [--no-deny]                 the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
-  bench <scenario> [--quick]     a load scenario (baseline, overload, ...): table, target/bench/<scenario>.json and .svg
+  bench <scenario> [--quick] [--rounds N]  a load scenario (baseline, overload, ...): table, target/bench/<scenario>.json and .svg
   fuzz [SECONDS]                  every cargo-fuzz target for SECONDS each (default 60; needs nightly)
   help                           this text";
 

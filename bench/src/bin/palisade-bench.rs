@@ -1,6 +1,8 @@
-//! `palisade-bench <scenario> [--quick] [--duration 24h] [--out DIR]`: the load scenarios behind
-//! `cargo xtask bench`. Each scenario compares several systems in the same run and writes a
-//! markdown table (stdout), `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
+//! `palisade-bench <scenario> [--quick] [--rounds N] [--duration 24h] [--out DIR]`: the load
+//! scenarios behind `cargo xtask bench`. Each scenario compares several systems in the same run
+//! and writes a markdown table (stdout), `<out>/<scenario>.json` and `<out>/<scenario>.svg`.
+//! `--rounds` sets how many rounds a scenario that alternates systems runs before keeping each
+//! one's median (3 by default): more, for a steadier median on a noisy machine.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
 fn usage() -> String {
     let names: Vec<_> = scenarios::all().iter().map(|s| s.name()).collect();
     format!(
-        "usage: palisade-bench <{}> [--quick] [--duration LENGTH] [--out DIR]",
+        "usage: palisade-bench <{}> [--quick] [--rounds N] [--duration LENGTH] [--out DIR]",
         names.join("|")
     )
 }
@@ -48,6 +50,13 @@ fn run() -> Result<(), String> {
                     .next()
                     .ok_or("--duration needs a length, such as 24h")?;
                 timing.length = Some(parse_length(&text)?);
+            }
+            "--rounds" => {
+                timing.rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or("--rounds needs a number of rounds above zero")?;
             }
             "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
             other => return Err(format!("unknown option {other:?}\n{}", usage())),
