@@ -407,6 +407,8 @@ where
                     (io, remote) = listener.accept(), if !paused => {
                         let (app, settings, counters, closing) =
                             (app.clone(), settings.clone(), counters.clone(), closing.clone());
+                        // Without the `tls` feature the acceptor is `Option<Infallible>`: `Copy`.
+                        #[cfg_attr(not(feature = "tls"), allow(clippy::clone_on_copy))]
                         match tls.clone() {
                             // The handshake runs in the connection's task, never in this loop.
                             #[cfg(feature = "tls")]
