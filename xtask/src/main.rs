@@ -4,7 +4,8 @@
 //!   `apt-get` when running as root), `cargo fmt --check`, clippy with `-D warnings`, every
 //!   package's tests on its own, every package built without default features, the doctests,
 //!   rustdoc with `-D warnings`, the `loom` model-checking tests, and `cargo deny`.
-//! - `cargo xtask bench <scenario> [--quick]`: a load scenario, comparing systems in one run.
+//! - `cargo xtask bench <scenario> [--quick] [--rounds N]`: a load scenario, comparing systems in
+//!   one run.
 //! - `cargo xtask fuzz [SECONDS]`: every cargo-fuzz target for a bounded time (nightly).
 
 mod bench;
@@ -17,10 +18,10 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci [--no-deny]                 the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
+  ci [--no-deny]                           the whole test suite: system tools, fmt, clippy, tests, loom, cargo-deny
   bench <scenario> [--quick] [--rounds N]  a load scenario (baseline, overload, ...): table, target/bench/<scenario>.json and .svg
-  fuzz [SECONDS]                  every cargo-fuzz target for SECONDS each (default 60; needs nightly)
-  help                           this text";
+  fuzz [SECONDS]                           every cargo-fuzz target for SECONDS each (default 60; needs nightly)
+  help                                     this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -37,6 +37,7 @@ fn run() -> Result<(), String> {
     let scenario =
         scenarios::find(&name).ok_or_else(|| format!("unknown scenario {name:?}\n{}", usage()))?;
     let (mut timing, mut out) = (Timing::FULL, PathBuf::from("target/bench"));
+    let mut rounds = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => {
@@ -52,16 +53,19 @@ fn run() -> Result<(), String> {
                 timing.length = Some(parse_length(&text)?);
             }
             "--rounds" => {
-                timing.rounds = args
+                rounds = args
                     .next()
                     .and_then(|n| n.parse().ok())
                     .filter(|&n: &usize| n > 0)
+                    .map(Some)
                     .ok_or("--rounds needs a number of rounds above zero")?;
             }
             "--out" => out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
             other => return Err(format!("unknown option {other:?}\n{}", usage())),
         }
     }
+    // Whatever the order of the options: `--quick` sets its own timing, `--rounds` overrides it.
+    timing.rounds = rounds.unwrap_or(timing.rounds);
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
     let pinned = pin_generator();
     println!(

@@ -412,7 +412,7 @@ impl Scenario for Breaker {
         Box::pin(async move {
             // Long enough after the heal for the breaker to probe (within one open wait) and for
             // the unprotected server to drain its queue.
-            let after = if timing.rounds > 1 {
+            let after = if timing.duration > Timing::QUICK.duration {
                 Duration::from_secs(9)
             } else {
                 Duration::from_secs(4)

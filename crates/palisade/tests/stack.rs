@@ -272,8 +272,11 @@ async fn layers_switched_off_are_absent() {
 #[tokio::test]
 async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
     type SwitchOff = fn(&mut PalisadeConfig);
-    let switched_off: [(&str, SwitchOff); 4] = [
+    let switched_off: [(&str, SwitchOff); 5] = [
         ("nothing", |_| {}),
+        ("nothing, a resource monitor on,", |c| {
+            *c = PalisadeConfig::from_toml("[overload.fds]\nenabled = true\n").unwrap();
+        }),
         ("nothing, a rate limit on,", |c| {
             *c = PalisadeConfig::from_toml(
                 "[rate_limit]\ndefault_policies = [\"per_ip\"]\n\
@@ -288,7 +291,12 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
         let mut config = PalisadeConfig::default();
         switch(&mut config);
         config.limits.max_body_bytes = 16;
+        config.limits.timeout = Duration::from_millis(100);
         let stack = small(config);
+        // Each case reaches the stack it is named for.
+        let layers = stack.layers();
+        assert_eq!(layers.close_connections.is_some(), off.contains("monitor"));
+        assert_eq!(layers.rate_limit.is_some(), off.contains("rate limit"));
         let hold = Hold::new();
         let server = Running::start(app(&stack, &hold), stack.server()).await;
         let client = Client::new();
@@ -298,6 +306,11 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
         assert_marked(&hello, &format!("{off} off: hello"));
         let probe = client.get(&server.url("/health/live")).await;
         assert_eq!(probe.status, 200, "{off} off: probe");
+        if off != "timeout" {
+            let late = client.get(&server.url("/slow")).await;
+            assert_eq!(late.status, 503, "{off} off: timeout");
+            assert_marked(&late, &format!("{off} off: timeout"));
+        }
         let big = http::Request::post(server.url("/upload"))
             .body(http_body_util::Full::from(vec![b'x'; 64]))
             .unwrap();
