@@ -8,9 +8,8 @@
 //! bodies are unified with `http_body_util::Either` instead of a box.
 //!
 //! A level still costs each request about 200 instructions (a match, a move of the response, a
-//! level of `Either` in every body call), so `Stack::apply` uses it only where it must: with every
-//! layer that is on by default on, it wraps none (the defaults) or only the two layers that are
-//! off by default (when either is on), and every layer otherwise.
+//! level of `Either` in every body call), so `Stack::apply` uses it only when a layer that is on
+//! by default is switched off; otherwise it builds the stack for exactly the layers that are on.
 
 use std::{
     convert::Infallible,

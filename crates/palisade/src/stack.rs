@@ -471,31 +471,24 @@ pub struct Stack {
 }
 
 /// The preset's layers in the documented order, outermost first (`ServiceBuilder` lists them
-/// so): `$on` holds the layers on by default, each wrapped by `$wrap_on`; `$off` the two that
-/// are off by default (they need `[rate_limit]` or `[overload]`), each wrapped by `$wrap_off`.
+/// so): `$on` holds the layers on by default, each wrapped by `$wrap_on`; `$close` and `$rate`
+/// are the two that are off by default (they need `[overload]` or `[rate_limit]`), as layers.
 macro_rules! in_order {
-    ($on:ident, $wrap_on:path, $off:ident, $wrap_off:path) => {
+    ($on:ident, $wrap_on:path, $close:expr, $rate:expr) => {
         ServiceBuilder::new()
             .layer($wrap_on($on.request_id))
             .layer($wrap_on($on.security_headers))
             .layer($wrap_on($on.request_guard))
-            .layer($wrap_off($off.close_connections))
+            .layer($close)
             .layer($wrap_on($on.telemetry))
             .layer($wrap_on($on.health))
-            .layer($wrap_off($off.rate_limit))
+            .layer($rate)
             .layer($wrap_on($on.load_shed))
             .layer($wrap_on($on.concurrency))
             .layer($wrap_on($on.body_limit))
             // Innermost: tower-http's timeout needs the router's own (defaultable) body.
             .layer($wrap_on($on.timeout))
     };
-}
-
-/// A layer known to be off, in a stack without switches: nothing at all.
-fn absent<L>(layer: Option<L>) -> Identity {
-    debug_assert!(layer.is_none(), "a layer that is on was left out");
-    drop(layer);
-    Identity::new()
 }
 
 /// The layers that are on by default, all present: [`Stack::apply`]'s stack without switches.
@@ -546,16 +539,23 @@ impl Stack {
         //
         // Each `Optional` level costs every request a match, a move of the response and a level
         // of `Either` in every body call (about 200 instructions). Axum boxes the stack anyway,
-        // so the usual cases get stacks without them: every layer that is on by default on, and
-        // the two that are off by default either both off (the defaults) or switchable; any
-        // other combination gets the general stack. All are the same layers in the same order
-        // (`in_order!`).
+        // so while every layer that is on by default is on, the stack is built for what is on:
+        // the two layers off by default are there or not (`Identity`), with no switch at all.
+        // Any other combination gets the general stack, every layer switchable. All are the
+        // same layers in the same order (`in_order!`).
         let layers = self.layers.clone();
-        let defaults_off = layers.close_connections.is_none() && layers.rate_limit.is_none();
-        match (OnByDefault::all_on(&layers), defaults_off) {
-            (Some(on), true) => router.layer(in_order!(on, identity, layers, absent)),
-            (Some(on), false) => router.layer(in_order!(on, identity, layers, Optional)),
-            (None, _) => router.layer(in_order!(layers, Optional, layers, Optional)),
+        let (close, rate) = (layers.close_connections.clone(), layers.rate_limit.clone());
+        let none = Identity::new;
+        match (OnByDefault::all_on(&layers), close, rate) {
+            (Some(on), None, None) => router.layer(in_order!(on, identity, none(), none())),
+            (Some(on), Some(close), None) => router.layer(in_order!(on, identity, close, none())),
+            (Some(on), None, Some(rate)) => router.layer(in_order!(on, identity, none(), rate)),
+            (Some(on), Some(close), Some(rate)) => {
+                router.layer(in_order!(on, identity, close, rate))
+            }
+            (None, close, rate) => {
+                router.layer(in_order!(layers, Optional, Optional(close), Optional(rate)))
+            }
         }
     }
 

@@ -267,13 +267,21 @@ async fn layers_switched_off_are_absent() {
     assert_eq!(client.get(&server.url("/health/live")).await.status, 404);
 }
 
-/// The usual configurations get stacks without switch levels and any other combination the
-/// general one (`Stack::apply`): from outside, the layers that are on behave the same in all.
+/// The usual configurations get stacks without switch levels (one for each combination of the two
+/// layers off by default) and any other combination the general one (`Stack::apply`): from
+/// outside, the layers that are on behave the same in all.
 #[tokio::test]
 async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
     type SwitchOff = fn(&mut PalisadeConfig);
-    let switched_off: [(&str, SwitchOff); 5] = [
+    let switched_off: [(&str, SwitchOff); 6] = [
         ("nothing", |_| {}),
+        ("nothing, a resource monitor and a rate limit on,", |c| {
+            *c = PalisadeConfig::from_toml(
+                "[overload.fds]\nenabled = true\n[rate_limit]\ndefault_policies = [\"per_ip\"]\n\
+                 [rate_limit.policies.per_ip]\nrate = 1000\nperiod = 60\n",
+            )
+            .unwrap();
+        }),
         ("nothing, a resource monitor on,", |c| {
             *c = PalisadeConfig::from_toml("[overload.fds]\nenabled = true\n").unwrap();
         }),
