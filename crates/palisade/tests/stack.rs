@@ -278,7 +278,7 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
         ("nothing, a resource monitor and a rate limit on,", |c| {
             *c = PalisadeConfig::from_toml(
                 "[overload.fds]\nenabled = true\n[rate_limit]\ndefault_policies = [\"per_ip\"]\n\
-                 [rate_limit.policies.per_ip]\nrate = 1000\nperiod = 60\n",
+                 [rate_limit.policies.per_ip]\nrate = 10\nperiod = 60\n",
             )
             .unwrap();
         }),
@@ -288,7 +288,7 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
         ("nothing, a rate limit on,", |c| {
             *c = PalisadeConfig::from_toml(
                 "[rate_limit]\ndefault_policies = [\"per_ip\"]\n\
-                 [rate_limit.policies.per_ip]\nrate = 1000\nperiod = 60\n",
+                 [rate_limit.policies.per_ip]\nrate = 10\nperiod = 60\n",
             )
             .unwrap();
         }),
@@ -335,6 +335,14 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
             hostile.contains("x-content-type-options: nosniff"),
             "{off} off: {hostile}"
         );
+        // Where a rate limit is on (10 a minute; hello, slow and upload counted so far), it refuses.
+        if off.contains("rate limit") {
+            let mut statuses = Vec::new();
+            for _ in 0..10 {
+                statuses.push(client.get(&server.url("/")).await.status.as_u16());
+            }
+            assert!(statuses.contains(&429), "{off} off: {statuses:?}");
+        }
     }
 }
 
