@@ -25,6 +25,7 @@ use palisade_request_guard::RequestGuardConfig;
 use palisade_request_id::RequestIdConfig;
 use palisade_security_headers::SecurityHeadersConfig;
 use palisade_telemetry::TelemetryConfig;
+use palisade_timeout::TimeoutConfig;
 use palisade_ws_backpressure::BackpressureConfig;
 
 use crate::client::ClientConfig;
@@ -56,7 +57,8 @@ pub const ENV_PREFIX: &str = "PALISADE_";
 /// | `[rate_limit]` | [`RateLimitConfig`] | per-client rate limits; off until a policy is defined |
 /// | `[concurrency]` | [`ConcurrencyLimitConfig`] | the global in-flight limit |
 /// | `[load_shed]` | [`LoadShedConfig`] | priority classes and shedding curve |
-/// | `[limits]` | [`RequestLimits`] | request timeout and body size (tower-http) |
+/// | `[timeout]` | [`TimeoutConfig`] | the request timeout (`503` when a response has not started in time) |
+/// | `[limits]` | [`RequestLimits`] | request body size (tower-http) |
 /// | `[bulkheads.<name>]` | [`BulkheadConfig`] | named per-route pools, see [`Stack::bulkhead`](crate::Stack::bulkhead) |
 /// | `[circuit_breakers.<name>]` | [`CircuitBreakerConfig`] | named breakers, see [`Stack::circuit_breaker`](crate::Stack::circuit_breaker) |
 /// | `[websocket]` | [`BackpressureConfig`] | send queues of the application's WebSockets (`palisade::ws`) |
@@ -86,7 +88,9 @@ pub struct PalisadeConfig {
     pub concurrency: ConcurrencyLimitConfig,
     /// Priority load shedding.
     pub load_shed: LoadShedConfig,
-    /// Request timeout and body limit.
+    /// The request timeout.
+    pub timeout: TimeoutConfig,
+    /// The request body limit.
     pub limits: RequestLimits,
     /// Bulkheads by name (the table key is the bulkhead's name).
     pub bulkheads: BTreeMap<String, BulkheadConfig>,
@@ -150,18 +154,15 @@ impl Default for LayerToggles {
     }
 }
 
-/// Limits on each request, enforced by tower-http's layers.
+/// Limits on each request's body, enforced by tower-http's `RequestBodyLimitLayer`. (The request
+/// timeout has a section of its own, `[timeout]`.)
 ///
 /// | field | default | meaning |
 /// |---|---|---|
-/// | `timeout` | 30 s | a request still running after this is answered `503` (tower-http `TimeoutLayer`) |
 /// | `max_body_bytes` | 2 MiB | larger request bodies are answered `413` (tower-http `RequestBodyLimitLayer`) |
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestLimits {
-    /// The longest a request may run.
-    #[serde(with = "palisade_core::duration_secs")]
-    pub timeout: Duration,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
 }
@@ -169,7 +170,6 @@ pub struct RequestLimits {
 impl Default for RequestLimits {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(30),
             max_body_bytes: 2 * 1024 * 1024,
         }
     }
@@ -180,11 +180,8 @@ impl RequestLimits {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for a zero timeout or a zero body size.
+    /// A [`ConfigError`] for a zero body size.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be more than 0 seconds"));
-        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
         }
@@ -481,6 +478,7 @@ impl PalisadeConfig {
         self.load_shed
             .validate()
             .map_err(|e| e.within("load_shed"))?;
+        self.timeout.validate().map_err(|e| e.within("timeout"))?;
         self.limits.validate().map_err(|e| e.within("limits"))?;
         self.overload.validate().map_err(|e| e.within("overload"))?;
         self.websocket

@@ -70,6 +70,7 @@ pub use palisade_request_id as request_id;
 pub use palisade_retry as retry;
 pub use palisade_security_headers as security_headers;
 pub use palisade_telemetry as telemetry;
+pub use palisade_timeout as timeout;
 pub use palisade_ws_backpressure as ws;
 #[cfg(feature = "tls")]
 pub use serve::tls_metrics;

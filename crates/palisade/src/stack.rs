@@ -9,7 +9,6 @@ use std::{
 
 use axum::{
     Router,
-    http::StatusCode,
     serve::{ListenerExt, TapIo},
 };
 use palisade_bulkhead::BulkheadLayer;
@@ -29,9 +28,10 @@ use palisade_request_guard::RequestGuardLayer;
 use palisade_request_id::{RequestIdConfig, RequestIdLayer};
 use palisade_security_headers::SecurityHeadersLayer;
 use palisade_telemetry::TelemetryLayer;
+use palisade_timeout::TimeoutLayer;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder, layer::util::Identity};
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
     PalisadeConfig, Server,
@@ -163,6 +163,9 @@ impl StackBuilder {
         let request_guard = layer(on.request_guard, "request_guard", || {
             RequestGuardLayer::from_config(config.request_guard.clone())
         })?;
+        let timeout = layer(on.timeout, "timeout", || {
+            TimeoutLayer::from_config(config.timeout.clone())
+        })?;
         let concurrency = layer(on.concurrency, "concurrency", || {
             ConcurrencyLimitBuilder::from(config.concurrency.clone())
                 .overload_state(overload.clone())
@@ -196,12 +199,7 @@ impl StackBuilder {
                 body_limit: on
                     .body_limit
                     .then(|| RequestBodyLimitLayer::new(config.limits.max_body_bytes)),
-                timeout: on.timeout.then(|| {
-                    TimeoutLayer::with_status_code(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        config.limits.timeout,
-                    )
-                }),
+                timeout,
             },
             health: health.handle(),
             health_layer: health,
@@ -409,7 +407,8 @@ pub struct Layers {
     pub concurrency: Option<ConcurrencyLimitLayer>,
     /// tower-http's body limit (`limits.max_body_bytes`).
     pub body_limit: Option<RequestBodyLimitLayer>,
-    /// tower-http's timeout, answering `503` (`limits.timeout`).
+    /// The request timeout (`[timeout]`), answering `503` when a response has not started in
+    /// time.
     pub timeout: Option<TimeoutLayer>,
 }
 
@@ -432,7 +431,7 @@ pub struct Layers {
 /// | 6 | rate limits | per-client fairness (`429`) before capacity protection (`503`); only when `[rate_limit]` defines a policy |
 /// | 7 | priority load shedding | classifies first (the limiter's critical reserve reads the class) and sheds low classes early |
 /// | 8 | in-flight limit | the hard cap; publishes the overload signal the shedder and readiness read |
-/// | 9 | body limit, timeout (tower-http) | bound each admitted request |
+/// | 9 | body limit (tower-http), timeout | bound each admitted request; the timeout innermost, so it times the handler alone |
 /// | per route | bulkhead, circuit breaker, rate limit | [`bulkhead`](Self::bulkhead), [`circuit_breaker`](Self::circuit_breaker) with `Router::route_layer` |
 ///
 /// ```
@@ -486,7 +485,7 @@ macro_rules! in_order {
             .layer($wrap_on($on.load_shed))
             .layer($wrap_on($on.concurrency))
             .layer($wrap_on($on.body_limit))
-            // Innermost: tower-http's timeout needs the router's own (defaultable) body.
+            // Innermost: the timeout times the handler, not the layers' own work.
             .layer($wrap_on($on.timeout))
     };
 }
@@ -516,7 +515,7 @@ impl OnByDefault {
             load_shed: layers.load_shed.clone()?,
             concurrency: layers.concurrency.clone()?,
             body_limit: layers.body_limit?,
-            timeout: layers.timeout?,
+            timeout: layers.timeout.clone()?,
         })
     }
 }

@@ -26,7 +26,7 @@ fn no_file_and_no_environment_gives_the_documented_defaults() {
         assert_eq!(config.server.connections.max_connections, 10_000);
         assert_eq!(config.concurrency.max_in_flight, 1000);
         assert_eq!(config.concurrency.high_water, Watermark::Fraction(0.8));
-        assert_eq!(config.limits.timeout, Duration::from_secs(30));
+        assert_eq!(config.timeout.timeout, Duration::from_secs(30));
         assert_eq!(
             config.server.drain.propagation_delay,
             Duration::from_secs(5)
@@ -153,10 +153,10 @@ fn unknown_keys_are_errors() {
 fn wrong_types_name_the_key() {
     let err = load_error("[server]\naddr = \"localhost\"\n");
     assert!(err.contains("server.addr"), "{err}");
-    let err = load_error("[limits]\ntimeout = \"30s\"\n");
-    assert!(err.contains("limits.timeout"), "{err}");
-    let err = load_error("[limits]\ntimeout = -1\n");
-    assert!(err.contains("limits.timeout"), "{err}");
+    let err = load_error("[timeout]\ntimeout = \"30s\"\n");
+    assert!(err.contains("timeout.timeout"), "{err}");
+    let err = load_error("[timeout]\ntimeout = -1\n");
+    assert!(err.contains("timeout.timeout"), "{err}");
 }
 
 #[test]
@@ -195,7 +195,8 @@ fn every_section_is_validated_with_its_key() {
             "security_headers.remove",
         ),
         ("[health]\nready_path = \"ready\"\n", "health.ready_path"),
-        ("[limits]\ntimeout = 0\n", "limits.timeout"),
+        ("[timeout]\ntimeout = 0\n", "timeout.timeout"),
+        ("[timeout]\nstatus = 200\n", "timeout.status"),
         (
             "[websocket]\nsend_buffer_low_water = 2000000\n",
             "websocket.send_buffer_low_water",
@@ -242,6 +243,7 @@ fn the_example_file_lists_valid_keys_with_their_defaults() {
     assert_eq!(example.server.drain, defaults.server.drain);
     assert_eq!(example.server.tls, defaults.server.tls);
     assert_eq!(example.limits, defaults.limits);
+    assert_eq!(example.timeout, defaults.timeout);
     assert_eq!(example.layers, defaults.layers);
     assert_eq!(example.request_id, defaults.request_id);
     assert_eq!(example.security_headers, defaults.security_headers);
@@ -367,7 +369,7 @@ fn client_sections_are_validated_under_their_key() {
 #[test]
 fn application_defaults_sit_under_the_file_and_the_environment() {
     let app_defaults =
-        "[concurrency]\nmax_in_flight = 50\nretry_after = 2\n[limits]\ntimeout = 9\n";
+        "[concurrency]\nmax_in_flight = 50\nretry_after = 2\n[timeout]\ntimeout = 9\n";
     jail(|jail| {
         jail.create_file("palisade.toml", "[concurrency]\nmax_in_flight = 70\n")
             .map_err(|e| e.to_string())?;
@@ -383,7 +385,7 @@ fn application_defaults_sit_under_the_file_and_the_environment() {
             "the env wins"
         );
         assert_eq!(
-            config.limits.timeout,
+            config.timeout.timeout,
             Duration::from_secs(9),
             "the app's default stays"
         );

@@ -151,9 +151,9 @@ async fn the_load_shedder_sits_outside_the_limiter_and_its_rejections_are_marked
 }
 
 #[tokio::test]
-async fn timeouts_and_body_limits_come_from_tower_http_inside_the_stack() {
+async fn the_timeout_and_the_body_limit_bound_each_request_inside_the_stack() {
     let mut config = PalisadeConfig::default();
-    config.limits.timeout = Duration::from_millis(100);
+    config.timeout.timeout = Duration::from_millis(100);
     config.limits.max_body_bytes = 1024;
     let stack = small(config);
     let hold = Hold::new();
@@ -161,6 +161,7 @@ async fn timeouts_and_body_limits_come_from_tower_http_inside_the_stack() {
     let client = Client::new();
     let timed_out = client.get(&server.url("/slow")).await;
     assert_eq!(timed_out.status, 503);
+    assert_eq!(timed_out.json()["reason"], "timeout");
     assert_marked(&timed_out, "timeout");
 
     let big = http::Request::post(server.url("/upload"))
@@ -299,7 +300,7 @@ async fn the_layers_that_are_on_behave_alike_whichever_others_are_off() {
         let mut config = PalisadeConfig::default();
         switch(&mut config);
         config.limits.max_body_bytes = 16;
-        config.limits.timeout = Duration::from_millis(100);
+        config.timeout.timeout = Duration::from_millis(100);
         let stack = small(config);
         // Each case reaches the stack it is named for.
         let layers = stack.layers();

@@ -1,0 +1,69 @@
+//! The layer's shared state: the timeout, the prepared answer, the metric handle and the log cap.
+//! Built once per layer; every service and future holds an `Arc` of it.
+
+use std::time::Duration;
+
+use http::Response;
+use palisade_core::{ConfigError, EnforcementMode, EventLimiter, Rejection, ResponseBody};
+
+use crate::{config::TimeoutConfig, metrics::Metrics};
+
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    pub(crate) config: TimeoutConfig,
+    pub(crate) timeout: Duration,
+    mode: EnforcementMode,
+    rejection: Rejection,
+    metrics: Metrics,
+    /// At most ten timeout events a second are written; the metric counts them all.
+    events: EventLimiter,
+}
+
+impl Deadline {
+    pub(crate) fn new(config: TimeoutConfig) -> Result<Self, ConfigError> {
+        let status = config.validate()?;
+        let rejection = Rejection::builder(status, "timeout")
+            .detail("The request took longer than the server allows and was abandoned.")
+            .build()?;
+        Ok(Self {
+            timeout: config.timeout,
+            mode: config.mode,
+            rejection,
+            // Registered (and described) now, so the recorder knows the metric before the first
+            // timeout and counting one formats no labels.
+            metrics: Metrics::new(config.mode),
+            events: EventLimiter::default(),
+            config,
+        })
+    }
+
+    /// Counts and logs a request whose timeout passed, once per request. `Some` answer when
+    /// enforcing; `None` when observe-only mode lets the request finish.
+    #[inline(never)]
+    #[cold]
+    pub(crate) fn expired<B>(&self) -> Option<Response<ResponseBody<B>>> {
+        self.metrics.expired();
+        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        // The request's span (request id, route) is current while its future is polled, so the
+        // event carries them without this layer reading the request.
+        if let Some(suppressed) = self.events.admit() {
+            if self.mode.enforces() {
+                tracing::warn!(
+                    event = "request_timed_out",
+                    timeout_ms,
+                    status = self.rejection.status().as_u16(),
+                    suppressed,
+                    "request timed out; its handler was dropped"
+                );
+            } else {
+                tracing::warn!(
+                    event = "request_timed_out_observed",
+                    timeout_ms,
+                    suppressed,
+                    "request overran its timeout (observe-only, left to finish)"
+                );
+            }
+        }
+        self.mode.enforces().then(|| self.rejection.response())
+    }
+}
