@@ -1,7 +1,7 @@
 //! The layer's shared state: the timeout, the prepared answer, the metric handle and the log cap.
 //! Built once per layer; every service and future holds an `Arc` of it.
 
-use std::time::Duration;
+use std::{sync::Once, time::Duration};
 
 use http::Response;
 use palisade_core::{ConfigError, EnforcementMode, EventLimiter, Rejection, ResponseBody};
@@ -17,6 +17,8 @@ pub(crate) struct Deadline {
     metrics: Metrics,
     /// At most ten timeout events a second are written; the metric counts them all.
     events: EventLimiter,
+    /// Whether the runtime's timer has been checked (see [`Deadline::check_timer_driver`]).
+    timer_checked: Once,
 }
 
 impl Deadline {
@@ -33,8 +35,19 @@ impl Deadline {
             // timeout and counting one formats no labels.
             metrics: Metrics::new(config.mode),
             events: EventLimiter::default(),
+            timer_checked: Once::new(),
             config,
         })
+    }
+
+    /// Tokio panics when a timer is made on a runtime without its time driver. This layer makes
+    /// one only for requests that wait, so without this check a misconfigured runtime would serve
+    /// fast requests and panic on the first slow one; with it, the first request through the
+    /// layer finds out, as with tower-http's timeout. After the first call, one atomic load.
+    #[inline]
+    pub(crate) fn check_timer_driver(&self) {
+        self.timer_checked
+            .call_once(|| drop(tokio::time::sleep(Duration::ZERO)));
     }
 
     /// Counts and logs a request whose timeout passed, once per request. `Some` answer when

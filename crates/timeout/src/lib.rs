@@ -24,8 +24,13 @@
 //!   one logged says how many were left out.
 //!
 //! The timeout covers the response's start, not its body: a streaming body is the handler's to
-//! bound (tower-http's `ResponseBodyTimeoutLayer` does that per frame). A timer needs a Tokio
-//! runtime with time enabled, as `#[tokio::main]` and `axum::serve` give.
+//! bound (tower-http's `ResponseBodyTimeoutLayer` does that per frame).
+//!
+//! # Panics
+//!
+//! Timers need a Tokio runtime with its time driver (`#[tokio::main]` and the multi-thread
+//! builder's `enable_all` have it). On a runtime without one, the first request through the layer
+//! panics, as with tower-http's timeout, rather than the first request that waits.
 //!
 //! # Example
 //!

@@ -59,6 +59,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.deadline.check_timer_driver();
         // The deadline counts from here, whether or not the timer is ever armed.
         let called = Instant::now();
         ResponseFuture::new(self.inner.call(request), Arc::clone(&self.deadline), called)

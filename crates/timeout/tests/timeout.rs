@@ -220,3 +220,40 @@ fn the_configuration_reads_from_toml_in_seconds() {
         TimeoutConfig::default()
     );
 }
+
+/// A request first polled after its deadline is answered at once, not a timeout later.
+#[tokio::test(start_paused = true)]
+async fn a_request_first_polled_after_its_deadline_is_answered_at_once() {
+    let mut svc = TimeoutLayer::new(TIMEOUT)
+        .unwrap()
+        .layer(handler(Duration::from_secs(60)));
+    let future = svc.ready().await.unwrap().call(request());
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let first_poll = Instant::now();
+    let response = future.await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first_poll.elapsed(), Duration::ZERO);
+}
+
+/// Without a time driver Tokio cannot make timers: the first request finds out, even one that
+/// would never have needed a timer, so a misconfigured runtime does not pass its smoke test and
+/// fail on its first slow request in production.
+#[test]
+fn a_runtime_without_timers_fails_on_the_first_request_not_the_first_slow_one() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let svc = TimeoutLayer::new(TIMEOUT)
+        .unwrap()
+        .layer(handler(Duration::ZERO));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(svc.oneshot(request()))
+    }));
+    let panic = outcome.expect_err("a fast request on a runtime without timers must panic");
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    assert!(message.contains("timers are disabled"), "{message}");
+}
