@@ -542,10 +542,10 @@ impl Stack {
         // the two layers off by default are there or not (`Identity`), with no switch at all.
         // Any other combination gets the general stack, every layer switchable. All are the
         // same layers in the same order (`in_order!`).
-        let layers = self.layers.clone();
+        let layers = &self.layers;
         let (close, rate) = (layers.close_connections.clone(), layers.rate_limit.clone());
         let none = Identity::new;
-        match (OnByDefault::all_on(&layers), close, rate) {
+        match (OnByDefault::all_on(layers), close, rate) {
             (Some(on), None, None) => router.layer(in_order!(on, identity, none(), none())),
             (Some(on), Some(close), None) => router.layer(in_order!(on, identity, close, none())),
             (Some(on), None, Some(rate)) => router.layer(in_order!(on, identity, none(), rate)),
@@ -553,6 +553,7 @@ impl Stack {
                 router.layer(in_order!(on, identity, close, rate))
             }
             (None, close, rate) => {
+                let layers = layers.clone();
                 router.layer(in_order!(layers, Optional, Optional(close), Optional(rate)))
             }
         }

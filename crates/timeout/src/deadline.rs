@@ -4,15 +4,13 @@
 use std::{sync::Once, time::Duration};
 
 use http::Response;
-use palisade_core::{ConfigError, EnforcementMode, EventLimiter, Rejection, ResponseBody};
+use palisade_core::{ConfigError, EventLimiter, Rejection, ResponseBody};
 
 use crate::{config::TimeoutConfig, metrics::Metrics};
 
 #[derive(Debug)]
 pub(crate) struct Deadline {
     pub(crate) config: TimeoutConfig,
-    pub(crate) timeout: Duration,
-    mode: EnforcementMode,
     rejection: Rejection,
     metrics: Metrics,
     /// At most ten timeout events a second are written; the metric counts them all.
@@ -28,8 +26,6 @@ impl Deadline {
             .detail("The request took longer than the server allows and was abandoned.")
             .build()?;
         Ok(Self {
-            timeout: config.timeout,
-            mode: config.mode,
             rejection,
             // Registered (and described) now, so the recorder knows the metric before the first
             // timeout and counting one formats no labels.
@@ -56,11 +52,11 @@ impl Deadline {
     #[cold]
     pub(crate) fn expired<B>(&self) -> Option<Response<ResponseBody<B>>> {
         self.metrics.expired();
-        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX);
         // The request's span (request id, route) is current while its future is polled, so the
         // event carries them without this layer reading the request.
         if let Some(suppressed) = self.events.admit() {
-            if self.mode.enforces() {
+            if self.config.mode.enforces() {
                 tracing::warn!(
                     event = "request_timed_out",
                     timeout_ms,
@@ -77,6 +73,9 @@ impl Deadline {
                 );
             }
         }
-        self.mode.enforces().then(|| self.rejection.response())
+        self.config
+            .mode
+            .enforces()
+            .then(|| self.rejection.response())
     }
 }

@@ -65,7 +65,7 @@ where
         }
         if let State::Unarmed { called } = *this.state {
             // `timeout` is at most a day (validated), so the sum cannot overflow.
-            let at = called + this.deadline.timeout;
+            let at = called + this.deadline.config.timeout;
             *this.state = State::Armed(Box::pin(tokio::time::sleep_until(at)));
         }
         let State::Armed(sleep) = this.state else {
@@ -90,7 +90,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
             State::Overran => "overran",
         };
         f.debug_struct("ResponseFuture")
-            .field("timeout", &self.deadline.timeout)
+            .field("timeout", &self.deadline.config.timeout)
             .field("state", &state)
             .finish_non_exhaustive()
     }

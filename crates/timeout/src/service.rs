@@ -32,7 +32,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Timeout<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timeout")
             .field("inner", &self.inner)
-            .field("timeout", &self.deadline.timeout)
+            .field("timeout", &self.deadline.config.timeout)
             .finish_non_exhaustive()
     }
 }

@@ -83,31 +83,32 @@ fn on_a_runtime<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-#[test]
-fn a_request_answered_at_once_allocates_nothing_more_than_the_bare_service() {
+/// Allocations of 100 requests to a handler that answers at once or `waits` once, through the
+/// timeout and bare, and how many times the timed requests waited.
+fn timed_and_bare(waits: bool) -> (u64, u64, usize) {
     on_a_runtime(|| {
         let layer = TimeoutLayer::new(Duration::from_secs(30)).unwrap();
         // The first call checks the runtime's timer once; count after it.
-        let mut timed = layer.layer(handler(false));
+        let mut timed = layer.layer(handler(waits));
         finish(timed.call(Request::new(()))).0.unwrap();
-        let (timed, _) = count(timed);
-        let (bare, _) = count(handler(false));
-        assert_eq!(
-            timed, bare,
-            "the timeout allocated for requests answered at once"
-        );
-    });
+        let (timed, pending) = count(timed);
+        let (bare, _) = count(handler(waits));
+        (timed, bare, pending)
+    })
+}
+
+#[test]
+fn a_request_answered_at_once_allocates_nothing_more_than_the_bare_service() {
+    let (timed, bare, _) = timed_and_bare(false);
+    assert_eq!(
+        timed, bare,
+        "the timeout allocated for requests answered at once"
+    );
 }
 
 #[test]
 fn a_request_that_waits_arms_a_timer_which_the_counter_sees() {
-    on_a_runtime(|| {
-        let layer = TimeoutLayer::new(Duration::from_secs(30)).unwrap();
-        let mut timed = layer.layer(handler(true));
-        finish(timed.call(Request::new(()))).0.unwrap();
-        let (timed, pending) = count(timed);
-        let (bare, _) = count(handler(true));
-        assert_eq!(pending, 100, "every request waited once");
-        assert!(timed > bare, "no timer armed: {timed} against {bare}");
-    });
+    let (timed, bare, pending) = timed_and_bare(true);
+    assert_eq!(pending, 100, "every request waited once");
+    assert!(timed > bare, "no timer armed: {timed} against {bare}");
 }

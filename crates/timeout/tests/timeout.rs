@@ -107,18 +107,27 @@ async fn a_response_ready_at_the_deadline_wins() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// The timer is armed at the first wait, but for the deadline of `call`.
-#[tokio::test(start_paused = true)]
-async fn the_deadline_counts_from_call_not_from_the_first_wait() {
+/// A slow request called, then first polled `delay` later: its status and how long after that
+/// first poll it was answered.
+async fn first_polled_after(delay: Duration) -> (StatusCode, Duration) {
     let mut svc = TimeoutLayer::new(TIMEOUT)
         .unwrap()
         .layer(handler(Duration::from_secs(60)));
     let future = svc.ready().await.unwrap().call(request());
-    tokio::time::advance(Duration::from_secs(8)).await;
+    tokio::time::advance(delay).await;
     let first_poll = Instant::now();
     let response = future.await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(first_poll.elapsed(), Duration::from_secs(2));
+    (response.status(), first_poll.elapsed())
+}
+
+/// The timer is armed at the first wait, but for the deadline of `call`.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_call_not_from_the_first_wait() {
+    let answered = first_polled_after(Duration::from_secs(8)).await;
+    assert_eq!(
+        answered,
+        (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(2))
+    );
 }
 
 /// Dropping the handler's future is what cancels its work: a timed-out handler must not run on.
@@ -224,15 +233,8 @@ fn the_configuration_reads_from_toml_in_seconds() {
 /// A request first polled after its deadline is answered at once, not a timeout later.
 #[tokio::test(start_paused = true)]
 async fn a_request_first_polled_after_its_deadline_is_answered_at_once() {
-    let mut svc = TimeoutLayer::new(TIMEOUT)
-        .unwrap()
-        .layer(handler(Duration::from_secs(60)));
-    let future = svc.ready().await.unwrap().call(request());
-    tokio::time::advance(Duration::from_secs(15)).await;
-    let first_poll = Instant::now();
-    let response = future.await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(first_poll.elapsed(), Duration::ZERO);
+    let answered = first_polled_after(Duration::from_secs(15)).await;
+    assert_eq!(answered, (StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO));
 }
 
 /// Without a time driver Tokio cannot make timers: the first request finds out, even one that
