@@ -89,7 +89,7 @@ async fn sighup_reloads_a_renewed_certificate_at_once() {
     let renewed = pki.server();
     pki.write("tls.key", &renewed.key_pem);
     pki.write("tls.crt", &renewed.cert_pem);
-    // The first watch tick ran at start-up; the next is an hour away.
+    // The first look at the files is an hour away: only the signal reloads them.
     assert_eq!(client.session(addr).await.unwrap().1, served);
     let pid = child.id().expect("running").to_string();
     assert!(

@@ -272,7 +272,10 @@ mod runtime {
             let mut hangup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(interval);
+                // The files were read a moment ago: the first look is one interval away, so a
+                // change is picked up by the clock or the signal, never by a start-up race.
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     let forced = tokio::select! {
