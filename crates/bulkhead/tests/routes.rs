@@ -135,7 +135,9 @@ async fn a_flooded_group_rejects_while_the_other_keeps_serving() {
             (200, "ok")
         );
         assert!(
-            start.elapsed() < baseline.max(Duration::from_millis(50)) * 20,
+            // Queued behind the held /api requests it would never answer; the bound only
+            // has to stay above what a busy machine adds.
+            start.elapsed() < baseline.max(Duration::from_millis(250)) * 20,
             "admin slowed down: {:?} vs baseline {baseline:?}",
             start.elapsed()
         );

@@ -58,11 +58,13 @@ fn spawn_get(client: &Client, url: String) -> tokio::task::JoinHandle<TestRespon
     tokio::spawn(async move { client.get(&url).await })
 }
 
-/// A probe must answer well within a kubelet's default 1 s timeout.
+/// A probe answers at once (well within a kubelet's default 1 s timeout when the machine is
+/// not also running a test suite); one queued behind held requests would never answer, so the
+/// bound is generous for a busy test machine.
 async fn probe(client: &Client, url: String) -> TestResponse {
-    tokio::time::timeout(Duration::from_secs(1), client.get(&url))
+    tokio::time::timeout(Duration::from_secs(5), client.get(&url))
         .await
-        .expect("the probe answered within 1 s")
+        .expect("the probe answered")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +208,7 @@ async fn sigterm_fails_readiness_first_then_refuses_connections_and_drains() {
         .unwrap();
     // Long enough for the probes and the request below on a busy machine: all of them must
     // happen while the drain is still propagating.
-    let delay = Duration::from_secs(2);
+    let delay = Duration::from_secs(5);
     let drain = Drain::new(
         health.handle(),
         DrainConfig {

@@ -243,7 +243,7 @@ async fn a_silent_client_is_cut_at_the_handshake_timeout_while_others_are_served
 async fn a_reload_swaps_the_certificate_and_keeps_open_connections() {
     let Files { pki, tls } = files(false);
     let running = Running::start(whoami(Arc::default()), server(tls)).await;
-    let client = TlsClient::new(&pki.ca_pem(), None);
+    let client = TlsClient::new(&pki.ca_pem(), None).without_resumption();
     let (mut open, first) = client.session(running.addr).await.unwrap();
     assert_eq!(send(&mut open, "/").await.unwrap().0, 200);
 
@@ -256,7 +256,7 @@ async fn a_reload_swaps_the_certificate_and_keeps_open_connections() {
         if served != first {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "not reloaded");
+        assert!(started.elapsed() < Duration::from_secs(10), "not reloaded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The connection opened before still works.
@@ -282,7 +282,7 @@ async fn until_a_reload_fails(before: f64) {
 async fn a_broken_reload_keeps_the_previous_certificate() {
     let Files { pki, tls } = files(false);
     let running = Running::start(whoami(Arc::default()), server(tls)).await;
-    let client = TlsClient::new(&pki.ca_pem(), None);
+    let client = TlsClient::new(&pki.ca_pem(), None).without_resumption();
     let (_, first) = client.session(running.addr).await.unwrap();
     // A key that does not match the certificate, then a certificate that is not PEM.
     let before = reload_errors();
@@ -435,7 +435,7 @@ async fn a_client_ca_reload_ends_resumption_for_clients_it_no_longer_trusts() {
     // The operators replace the client CA: this client's CA is no longer trusted.
     let other = Pki::new("Replacement CA");
     pki.write("clients.pem", &other.ca_pem());
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while client.get(running.addr, "/").await.is_ok() {
         assert!(
             Instant::now() < deadline,

@@ -543,6 +543,9 @@ async fn a_refusal_is_one_security_event() {
         .with_ansi(false)
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Tests beside this one reach the same call sites with no subscriber: one registering a
+    // call site while this subscriber was installed can leave it cached as "never enabled".
+    tracing::callsite::rebuild_interest_cache();
     let app = app(one_policy(PolicyConfig::per_second(1).burst(1)));
     assert_eq!(send(&app, "/").await.status(), StatusCode::OK);
     assert_eq!(

@@ -250,6 +250,9 @@ mod tests {
         // This thread's subscriber: the current-thread runtime polls everything here.
         let _default =
             tracing::subscriber::set_default(tracing_subscriber::Registry::default().with(logger));
+        // Tests beside this one reach the same call sites with no subscriber: one registering a
+        // call site while this subscriber was installed can leave it cached as "never enabled".
+        tracing::callsite::rebuild_interest_cache();
         let service = TelemetryLayer::new().layer(service_fn(|_: Request<()>| async {
             tracing::info!("inside the handler");
             Ok::<_, Infallible>(Response::new(String::new()))

@@ -154,6 +154,7 @@ fn unique_suffix() -> u64 {
 /// A TLS 1.3/1.2 client trusting one CA, optionally presenting a client certificate.
 #[derive(Clone)]
 pub struct TlsClient {
+    config: Arc<ClientConfig>,
     connector: TlsConnector,
 }
 
@@ -206,9 +207,25 @@ impl TlsClient {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::from_config(config)
+    }
+
+    fn from_config(config: ClientConfig) -> Self {
+        let config = Arc::new(config);
         Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(Arc::clone(&config)),
+            config,
         }
+    }
+
+    /// The same client with session resumption off: every connection is a full handshake, so
+    /// the certificate it reports is the one the server serves now, never one remembered from
+    /// a session resumed from before a reload.
+    #[must_use]
+    pub fn without_resumption(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        Self::from_config(config)
     }
 
     /// Connects and completes the handshake with `localhost` as the server name.

@@ -97,10 +97,11 @@ async fn at_its_descriptor_limit_it_refuses_new_work_keeps_its_probes_and_recove
         ratio(&client, &ops, "fds").await > 0.0
     })
     .await;
-    // Idle connections up to 96 % of the limit, counted from what the server holds already.
+    // Idle connections up to 98 % of the limit (critical is 95 %), counted from what the server
+    // held at its last sample: the margin covers descriptors that were open only then.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let open = (ratio(&client, &ops, "fds").await * f64::from(NOFILE)).round() as u32;
-    let target = f64::from(NOFILE) * 0.96;
+    let target = f64::from(NOFILE) * 0.98;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let needed = (target as u32).saturating_sub(open);
     let addr = base.trim_start_matches("http://").to_owned();

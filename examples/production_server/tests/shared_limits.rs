@@ -22,11 +22,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn two_replicas_share_one_limit_and_survive_a_redis_outage() {
     let mut redis = RedisServer::start().expect("redis-server (cargo xtask ci installs it)");
     let url = redis.url();
-    // A 100 ms deadline instead of 5 ms: a healthy call slowed by a loaded test machine would be
-    // decided locally and change the shared count asserted below.
+    // A 250 ms deadline instead of 5 ms: a healthy call slowed by a loaded test machine (two
+    // servers, Redis and this test on two cores) would be decided locally and change the shared
+    // count asserted below.
     let env = [
         ("PALISADE_RATE_LIMIT__REDIS__URL", url.as_str()),
-        ("PALISADE_RATE_LIMIT__REDIS__DEADLINE", "0.1"),
+        ("PALISADE_RATE_LIMIT__REDIS__DEADLINE", "0.25"),
     ];
     let (_a, base_a, ops_a, _logs_a) = start_binary_with_ops_and(&env).await;
     let (_b, base_b, _ops_b, _logs_b) = start_binary_with_ops_and(&env).await;
@@ -53,13 +54,14 @@ async fn two_replicas_share_one_limit_and_survive_a_redis_outage() {
         "admitted {admitted}: one shared burst of 40 (+{refilled} refilled), not 40 per replica"
     );
 
-    // Redis goes away: every request is still answered at once, limited locally.
+    // Redis goes away: every request is still answered, limited locally, without waiting on
+    // Redis (a dead connection would cost seconds; a busy machine adds some slack).
     redis.kill();
     for _ in 0..30 {
         let took = Instant::now();
         let response = client.get(&format!("{base_a}/api/items")).await;
         assert!([200, 429].contains(&response.status.as_u16()));
-        assert!(took.elapsed() < Duration::from_millis(500));
+        assert!(took.elapsed() < Duration::from_secs(1));
     }
     let ready = Client::new().get(&format!("{ops_a}/health/ready")).await;
     assert_eq!(ready.status, 200, "still in rotation: {}", ready.text());

@@ -92,7 +92,9 @@ async fn start_binary_with(
 async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
-        .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "2")
+        // Long enough for a test to probe and send a request while the drain propagates, on a
+        // busy machine.
+        .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "4")
         // The runtime-lag monitor would read a busy test machine's scheduling delays as overload
         // (100 ms of lag is critical) and refuse requests no test here expects refused; no test
         // of the binary is about lag, which the overload-monitor crate tests on a paused clock.
