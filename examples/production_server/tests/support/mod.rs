@@ -10,15 +10,10 @@ use tokio::{
     sync::mpsc,
 };
 
-/// A loopback address with a port free now: the binary binds the operations address itself.
-fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
+/// The operations listener on a port the system picks when the binary binds it (a port found
+/// free beforehand could be taken by another test in between); its address is read from the
+/// binary's log line.
+const OPS_ANY_PORT: &str = "127.0.0.1:0";
 
 /// The running binary, its base URL, and its log lines after the address line.
 pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
@@ -26,13 +21,17 @@ pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<St
     (child, base, logs)
 }
 
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_production_server"));
+    command.env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
+    command
+}
+
 /// The running binary with an operations listener, its base URL, the operations base URL and
 /// its log lines.
 pub(crate) async fn start_binary_with_ops()
 -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let ops = free_address();
-    let (child, base, logs) = start_binary_with(&[("PALISADE_OPS_ADDR", &ops)]).await;
-    (child, base, format!("http://{ops}"), logs)
+    start_binary_with_ops_and(&[]).await
 }
 
 /// The running binary with an operations listener and `env`: its base URL, the operations base
@@ -40,11 +39,9 @@ pub(crate) async fn start_binary_with_ops()
 pub(crate) async fn start_binary_with_ops_and(
     env: &[(&str, &str)],
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let ops = free_address();
-    let mut env = env.to_vec();
-    env.push(("PALISADE_OPS_ADDR", &ops));
-    let (child, base, logs) = start_binary_with(&env).await;
-    (child, base, format!("http://{ops}"), logs)
+    let mut command = binary();
+    command.envs(env.iter().copied());
+    spawn(command).await
 }
 
 /// The running binary with an operations listener and `env`, started inside the memory cgroup
@@ -54,16 +51,14 @@ pub(crate) async fn start_binary_in_cgroup(
     dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let ops = free_address();
     let mut command = Command::new("sh");
     command
         .args(["-c", "echo $$ > \"$1/cgroup.procs\" && exec \"$2\"", "sh"])
         .arg(dir)
         .arg(env!("CARGO_BIN_EXE_production_server"))
         .envs(env.iter().copied())
-        .env("PALISADE_OPS_ADDR", &ops);
-    let (child, base, logs) = spawn(command).await;
-    (child, base, format!("http://{ops}"), logs)
+        .env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
+    spawn(command).await
 }
 
 /// The running binary with an operations listener, limited to `nofile` open descriptors
@@ -71,25 +66,17 @@ pub(crate) async fn start_binary_in_cgroup(
 pub(crate) async fn start_binary_with_nofile(
     nofile: u32,
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let ops = free_address();
     let mut command = Command::new("prlimit");
     command
         .arg(format!("--nofile={nofile}:{nofile}"))
         .arg(env!("CARGO_BIN_EXE_production_server"))
-        .env("PALISADE_OPS_ADDR", &ops);
-    let (child, base, logs) = spawn(command).await;
-    (child, base, format!("http://{ops}"), logs)
-}
-
-async fn start_binary_with(
-    env: &[(&str, &str)],
-) -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_production_server"));
-    command.envs(env.iter().copied());
+        .env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
     spawn(command).await
 }
 
-async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<String>) {
+/// Starts `command` (the binary, with an operations listener): the child, its base URL, the
+/// operations base URL and its log lines after the operations line.
+async fn spawn(mut command: Command) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
     let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
         // Long enough for a test to probe and send a request while the drain propagates, on a
@@ -100,8 +87,12 @@ async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<
         // of the binary is about lag, which the overload-monitor crate tests on a paused clock.
         .env("PALISADE_OVERLOAD__LAG__ENABLED", "false")
         // tower-http logs the start of each request at debug: the test waits for it; the
-        // server span (palisade_telemetry, info) puts the request id on it.
-        .env("RUST_LOG", "warn,palisade_telemetry=info,tower_http=debug")
+        // server span (palisade_telemetry, info) puts the request id on it. `palisade::serve`
+        // says where the operations listener is.
+        .env(
+            "RUST_LOG",
+            "warn,palisade_telemetry=info,tower_http=debug,palisade::serve=info",
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -109,16 +100,22 @@ async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<
         .expect("spawn production_server");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
+    let (base, ops) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut base = None;
         while let Some(line) = lines.next_line().await.expect("read stdout") {
             if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_owned();
+                base = Some(url.to_owned());
+            } else if line.contains("serving operations")
+                && let Some(addr) = loopback_address(&line)
+            {
+                let base = base.expect("the public address is printed first");
+                return (base, format!("http://{addr}"));
             }
         }
-        panic!("the server exited before it printed its address");
+        panic!("the server exited before it printed its addresses");
     })
     .await
-    .expect("the server printed its address in time");
+    .expect("the server printed its addresses in time");
     // Keep draining stdout so the child never blocks on a full pipe.
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -126,7 +123,14 @@ async fn spawn(mut command: Command) -> (Child, String, mpsc::UnboundedReceiver<
             let _ = tx.send(line);
         }
     });
-    (child, base, rx)
+    (child, base, ops, rx)
+}
+
+/// The first `127.0.0.1:<port>` in `line`.
+fn loopback_address(line: &str) -> Option<String> {
+    let (_, after) = line.split_once("127.0.0.1:")?;
+    let port: String = after.chars().take_while(char::is_ascii_digit).collect();
+    (!port.is_empty()).then(|| format!("127.0.0.1:{port}"))
 }
 
 pub(crate) fn sigterm(child: &Child) {
