@@ -15,7 +15,7 @@ use tokio::{
 /// binary's log line.
 const OPS_ANY_PORT: &str = "127.0.0.1:0";
 
-/// The running binary, its base URL, and its log lines after the address line.
+/// The running binary, its base URL, and its log lines after the ones naming its addresses.
 pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<String>) {
     let (child, base, _ops, logs) = start_binary_with_ops().await;
     (child, base, logs)
@@ -75,7 +75,7 @@ pub(crate) async fn start_binary_with_nofile(
 }
 
 /// Starts `command` (the binary, with an operations listener): the child, its base URL, the
-/// operations base URL and its log lines after the operations line.
+/// operations base URL and its log lines after the ones naming its addresses.
 async fn spawn(mut command: Command) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
     let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
