@@ -537,15 +537,7 @@ async fn the_documented_refusal_is_what_is_sent() {
 #[tokio::test(start_paused = true)]
 async fn a_refusal_is_one_security_event() {
     let captured = palisade_testkit::LogCapture::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    // Tests beside this one reach the same call sites with no subscriber: one registering a
-    // call site while this subscriber was installed can leave it cached as "never enabled".
-    tracing::callsite::rebuild_interest_cache();
+    let _default = captured.install(tracing::Level::INFO);
     let app = app(one_policy(PolicyConfig::per_second(1).burst(1)));
     assert_eq!(send(&app, "/").await.status(), StatusCode::OK);
     assert_eq!(

@@ -335,22 +335,15 @@ async fn a_refused_request_charges_no_other_policy() {
 #[tokio::test(flavor = "current_thread")]
 async fn an_outage_writes_one_line_per_transition() {
     let captured = palisade_testkit::LogCapture::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.install(tracing::Level::INFO);
 
     let mut redis = redis();
     let layer = layer(PolicyConfig::per_minute(1000), config(redis.url()));
     let server = replica(layer.clone()).await;
     let client = Client::new();
     send(&client, &server, "k").await;
-    // Tests running beside this one log from the same call sites with no subscriber: one that
-    // was registering a call site while this test installed its subscriber can leave it cached
-    // as "never enabled". Recomputed now, with this subscriber known to every call site.
+    // Recomputed again (`install` did it once): a call site that tests beside this one were
+    // registering with no subscriber while it ran has finished registering by now.
     tracing::callsite::rebuild_interest_cache();
     redis.kill();
     for _ in 0..50 {

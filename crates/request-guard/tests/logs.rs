@@ -13,13 +13,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 async fn logged(layer: RequestGuardLayer, targets: &[String]) -> String {
     let captured = LogCapture::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.install(tracing::Level::DEBUG);
     let mut svc = layer.layer(service_fn(|_: Request<()>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     }));

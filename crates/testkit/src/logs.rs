@@ -5,12 +5,31 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-/// Everything written to it, shared by its clones. Give a subscriber `move || capture.clone()`
-/// as its writer (`tracing_subscriber::fmt().with_writer(..)`), then read [`LogCapture::text`].
+/// Everything written to it, shared by its clones: [`install`](LogCapture::install) a plain-text
+/// subscriber that writes here (or give your own `move || capture.clone()` as its writer), then
+/// read [`LogCapture::text`].
 #[derive(Debug, Clone, Default)]
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// Installs, as this thread's default until the guard drops, a plain-text `fmt` subscriber
+    /// (no colours) writing events at `level` and above into this capture.
+    ///
+    /// Tests running beside this one may reach the same call sites with no subscriber; one that
+    /// was registering a call site while this subscriber was installed could leave it cached as
+    /// "never enabled", so the call sites' interest is recomputed with this subscriber known.
+    pub fn install(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(level)
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        guard
+    }
+
     /// Everything written so far.
     ///
     /// # Panics

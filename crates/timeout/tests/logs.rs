@@ -14,13 +14,7 @@ use tracing::Instrument;
 /// `request` span naming its id; what the subscriber wrote.
 async fn logged(layer: TimeoutLayer, count: usize) -> String {
     let captured = LogCapture::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = captured.install(tracing::Level::DEBUG);
     let mut svc = layer.layer(service_fn(|_: Request<Body>| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, Infallible>(Response::new(Body::empty()))

@@ -21,12 +21,6 @@ pub(crate) async fn start_binary() -> (Child, String, mpsc::UnboundedReceiver<St
     (child, base, logs)
 }
 
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_production_server"));
-    command.env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
-    command
-}
-
 /// The running binary with an operations listener, its base URL, the operations base URL and
 /// its log lines.
 pub(crate) async fn start_binary_with_ops()
@@ -39,7 +33,7 @@ pub(crate) async fn start_binary_with_ops()
 pub(crate) async fn start_binary_with_ops_and(
     env: &[(&str, &str)],
 ) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
-    let mut command = binary();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_production_server"));
     command.envs(env.iter().copied());
     spawn(command).await
 }
@@ -56,8 +50,7 @@ pub(crate) async fn start_binary_in_cgroup(
         .args(["-c", "echo $$ > \"$1/cgroup.procs\" && exec \"$2\"", "sh"])
         .arg(dir)
         .arg(env!("CARGO_BIN_EXE_production_server"))
-        .envs(env.iter().copied())
-        .env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
+        .envs(env.iter().copied());
     spawn(command).await
 }
 
@@ -69,8 +62,7 @@ pub(crate) async fn start_binary_with_nofile(
     let mut command = Command::new("prlimit");
     command
         .arg(format!("--nofile={nofile}:{nofile}"))
-        .arg(env!("CARGO_BIN_EXE_production_server"))
-        .env("PALISADE_OPS_ADDR", OPS_ANY_PORT);
+        .arg(env!("CARGO_BIN_EXE_production_server"));
     spawn(command).await
 }
 
@@ -79,6 +71,7 @@ pub(crate) async fn start_binary_with_nofile(
 async fn spawn(mut command: Command) -> (Child, String, String, mpsc::UnboundedReceiver<String>) {
     let mut child = command
         .env("PALISADE_ADDR", "127.0.0.1:0")
+        .env("PALISADE_OPS_ADDR", OPS_ANY_PORT)
         // Long enough for a test to probe and send a request while the drain propagates, on a
         // busy machine.
         .env("PALISADE_SERVER__DRAIN__PROPAGATION_DELAY", "4")
