@@ -15,7 +15,7 @@ use axum::{
     Router,
     body::Body,
     extract::ConnectInfo,
-    http::{HeaderValue, Request, Response, StatusCode, header},
+    http::{Extensions, HeaderValue, Request, Response, StatusCode, header},
     routing::future::RouteFuture,
 };
 use hyper::{body::Incoming, server::conn::http1};
@@ -79,11 +79,10 @@ pub(crate) async fn serve_connection<I>(
     let io = TokioIo::new(TimedIo::new(io, state.clone(), settings.timeouts));
     let service = ConnectionService {
         app,
-        remote,
+        extensions: connection_extensions(remote, identity),
         state,
         counters,
         max_requests: settings.max_requests,
-        identity,
     };
     let connection = settings
         .builder()
@@ -114,12 +113,42 @@ pub(crate) async fn serve_connection<I>(
 #[derive(Debug, Clone)]
 struct ConnectionService {
     app: Router,
-    remote: SocketAddr,
+    /// What every request of the connection starts with (see [`connection_extensions`]).
+    extensions: Extensions,
     state: Arc<ConnectionState>,
     counters: Arc<Counters>,
     max_requests: Option<NonZeroU32>,
-    /// The verified mutual-TLS client, on every request of the connection.
-    identity: Option<ClientIdentity>,
+}
+
+/// How many extensions a request's map holds without growing: the peer address and the client
+/// identity from here; the request id and the priority from the stack; the matched path and the
+/// path parameters from the router; one more (the telemetry span, or the client address of a rate
+/// limit keyed by it).
+const EXTENSION_SLOTS: usize = 7;
+
+/// The extensions every request of the connection starts with: the peer address (the same
+/// `ConnectInfo` that `into_make_service_with_connect_info` gives, so its extractors and the
+/// layers that read the peer address work unchanged) and the verified mutual-TLS client, in a map
+/// already big enough for what the stack and the router add. Cloning it costs the two
+/// allocations that inserting the first extension would; growing the map at the fourth insert,
+/// as a map made on demand does, would cost a new table and a rehash on every request.
+fn connection_extensions(remote: SocketAddr, identity: Option<ClientIdentity>) -> Extensions {
+    /// Placeholders that grow the map once, removed before the first request.
+    #[derive(Clone, Copy)]
+    struct Slot<const N: usize>;
+    let mut extensions = Extensions::new();
+    extensions.insert(ConnectInfo(remote));
+    if let Some(identity) = identity {
+        extensions.insert(identity);
+    }
+    macro_rules! grow {
+        ($($n:literal)*) => {
+            $( if extensions.len() < EXTENSION_SLOTS { extensions.insert(Slot::<$n>); } )*
+            $( extensions.remove::<Slot<$n>>(); )*
+        };
+    }
+    grow!(0 1 2 3 4 5 6);
+    extensions
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -134,12 +163,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             state: self.state.clone(),
             counters: self.counters.clone(),
         };
-        // The same extension `into_make_service_with_connect_info` gives, so `ConnectInfo`
-        // extractors and the layers that read the peer address work unchanged.
-        request.extensions_mut().insert(ConnectInfo(self.remote));
-        if let Some(identity) = &self.identity {
-            request.extensions_mut().insert(identity.clone());
-        }
+        // hyper adds an extension only to upgrade requests.
+        let added = std::mem::replace(request.extensions_mut(), self.extensions.clone());
+        request.extensions_mut().extend(added);
         let last = self.max_requests.is_some_and(|max| served >= max.get());
         // `Router` is always ready and cheap to clone (one `Arc`).
         let future = self.app.clone().call(request);
