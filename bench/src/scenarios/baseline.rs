@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use tower::layer::util::Identity;
+
 use crate::{
     load::{self, LoadSpec, Mode, RequestClass},
     process::ServerProcess,
@@ -103,8 +105,10 @@ impl Scenario for Baseline {
     }
 
     /// Also serves, for instruction counts by hand: `bare-hyper`, `palisade-serve` (bare axum's
-    /// router under `palisade::serve`, no layer), `palisade-stack` (axum + request id, security
-    /// headers and the in-flight limit) and `palisade-preset-access-log`.
+    /// router under `palisade::serve`, no layer), `palisade-serve-layered` (the same plus an empty
+    /// `Router::layer`: what axum's per-route boxing of any layered stack costs), `palisade-stack`
+    /// (axum + request id, security headers and the in-flight limit) and
+    /// `palisade-preset-access-log`.
     fn server(&self, system: &str, args: &ServerArgs) -> Result<App, String> {
         let work = Work::from_args(args)?;
         let max = u32::try_from(args.number("max-in-flight", 1000)?).map_err(|e| e.to_string())?;
@@ -121,6 +125,10 @@ impl Scenario for Baseline {
             "palisade-preset" => palisade_preset(hello_and_work(work)),
             "palisade-serve" => Ok(App::Palisade(
                 hello_and_work(work),
+                Box::new(palisade::Server::new(palisade::ServerConfig::default())),
+            )),
+            "palisade-serve-layered" => Ok(App::Palisade(
+                hello_and_work(work).layer(Identity::new()),
                 Box::new(palisade::Server::new(palisade::ServerConfig::default())),
             )),
             "palisade-preset-access-log" => palisade_preset_with_access_log(hello_and_work(work)),
