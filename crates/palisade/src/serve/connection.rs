@@ -120,10 +120,11 @@ struct ConnectionService {
     max_requests: Option<NonZeroU32>,
 }
 
-/// How many extensions a request's map holds without growing: the peer address and the client
-/// identity from here; the request id and the priority from the stack; the matched path and the
-/// path parameters from the router; one more (the telemetry span, or the client address of a rate
-/// limit keyed by it).
+/// How many extensions a request's map holds without growing: the peer address (and, over
+/// mutual TLS, the client identity) from here; the original URI, the matched path and the path
+/// parameters from the router; the request id and the priority from the stack. More (the
+/// telemetry span when spans are exported, the client address a rate limit keys by) grow the map
+/// once.
 const EXTENSION_SLOTS: usize = 7;
 
 /// The extensions every request of the connection starts with: the peer address (the same
