@@ -130,9 +130,9 @@ const EXTENSION_SLOTS: usize = 7;
 /// The extensions every request of the connection starts with: the peer address (the same
 /// `ConnectInfo` that `into_make_service_with_connect_info` gives, so its extractors and the
 /// layers that read the peer address work unchanged) and the verified mutual-TLS client, in a map
-/// already big enough for what the stack and the router add. Cloning it costs the two
-/// allocations that inserting the first extension would; growing the map at the fourth insert,
-/// as a map made on demand does, would cost a new table and a rehash on every request.
+/// already big enough for what the stack and the router add. Cloning it costs the allocations
+/// that inserting the first extension would (the map, its table, the boxed value); a map made on
+/// demand would also grow at the fourth insert, a new table and a rehash on every request.
 fn connection_extensions(remote: SocketAddr, identity: Option<ClientIdentity>) -> Extensions {
     /// Placeholders that grow the map once, removed before the first request.
     #[derive(Clone, Copy)]
